@@ -1,0 +1,92 @@
+package v1alpha1
+
+// Condition types. Ready is the summary. Reconciling and Stalled follow the
+// kstatus convention used by Flux: they are present and True only while the
+// object is abnormal (being changed, or stuck until a person acts), and are
+// removed otherwise.
+const (
+	// ConditionReady is True when everything the object asks for exists and
+	// works as specified.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the operator is still bringing the
+	// cluster to the desired state.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the operator cannot make progress without a
+	// change by a person (a conflict, or input the API server could not check).
+	ConditionStalled = "Stalled"
+
+	// ConditionCRDEstablished (GmsaStack) is True when the GMSACredentialSpec
+	// CRD is installed at the version this operator ships and is Established.
+	ConditionCRDEstablished = "CRDEstablished"
+	// ConditionCertificateReady (GmsaStack) is True when the webhook's serving
+	// certificate exists, is valid and is not due for renewal.
+	ConditionCertificateReady = "CertificateReady"
+	// ConditionWebhookAvailable (GmsaStack) is True when the webhook Deployment
+	// is Available.
+	ConditionWebhookAvailable = "WebhookAvailable"
+	// ConditionAdmissionConfigured (GmsaStack) is True when the mutating and
+	// validating webhook configurations are registered with the API server.
+	ConditionAdmissionConfigured = "AdmissionConfigured"
+)
+
+// Condition reasons. Each says, in one CamelCase word, why a condition has
+// its status; docs/troubleshooting.md explains what to do about each.
+const (
+	// ReasonSucceeded: the object, or this step of it, is as specified.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing: the operator is applying changes.
+	ReasonProgressing = "Progressing"
+	// ReasonReconcileError: a request to the API server failed; it is retried.
+	ReasonReconcileError = "ReconcileError"
+
+	// ReasonCredentialSpecConflict (GmsaAccount): a GMSACredentialSpec of the
+	// wanted name exists and belongs to someone else; it is left untouched.
+	ReasonCredentialSpecConflict = "CredentialSpecConflict"
+	// ReasonCredentialSpecNotFound (GmsaAccount): the referenced
+	// GMSACredentialSpec does not exist (yet).
+	ReasonCredentialSpecNotFound = "CredentialSpecNotFound"
+	// ReasonInvalidCredentialSpec (GmsaAccount): a raw or referenced credspec
+	// lacks what a Windows node needs.
+	ReasonInvalidCredentialSpec = "InvalidCredentialSpec"
+
+	// ReasonDuplicateStack (GmsaStack): another GmsaStack already manages the
+	// cluster's gMSA stack; this one changes nothing.
+	ReasonDuplicateStack = "DuplicateStack"
+	// ReasonCRDOwnedElsewhere (GmsaStack): the GMSACredentialSpec CRD was
+	// installed by another tool and credentialSpecCRD.policy is Manage.
+	ReasonCRDOwnedElsewhere = "CRDOwnedElsewhere"
+	// ReasonCRDNotInstalled (GmsaStack): policy is External and the CRD is
+	// missing.
+	ReasonCRDNotInstalled = "CRDNotInstalled"
+	// ReasonCertificatePending (GmsaStack): the serving certificate is not
+	// issued yet (for example cert-manager has not written its Secret).
+	ReasonCertificatePending = "CertificatePending"
+	// ReasonIssuerNotFound (GmsaStack): the cert-manager issuer named in the
+	// spec does not exist.
+	ReasonIssuerNotFound = "IssuerNotFound"
+	// ReasonDeploymentUnavailable (GmsaStack): the webhook Deployment has no
+	// available replica.
+	ReasonDeploymentUnavailable = "DeploymentUnavailable"
+	// ReasonWaitingForWebhook (GmsaStack): the webhook configurations are held
+	// back until the webhook Deployment is Available.
+	ReasonWaitingForWebhook = "WaitingForWebhook"
+	// ReasonDeleting: the object is being deleted.
+	ReasonDeleting = "Deleting"
+)
+
+// Labels the operator puts on every object it generates. It never copies the
+// user's own labels onto generated objects (GitOps tools would then prune
+// them as their own).
+const (
+	// LabelManagedBy is app.kubernetes.io/managed-by; its value is
+	// ManagedByValue on every object this operator generates.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "gmsa-operator"
+	// LabelAccount names the GmsaAccount an object was generated for.
+	LabelAccount = "gmsa.io/account"
+	// LabelStack names the GmsaStack an object was generated for.
+	LabelStack = "gmsa.io/stack"
+	// FieldManager is the server-side apply field manager of the operator.
+	FieldManager = "gmsa-operator"
+)

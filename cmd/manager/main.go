@@ -1,0 +1,76 @@
+// Command manager runs the gmsa-operator controllers: it reconciles
+// GmsaStack and GmsaAccount objects into the cluster's gMSA stack.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/gmsa-operator/gmsa-operator/internal/manager"
+)
+
+// version is stamped at build time (-ldflags -X main.version=...).
+var version = "dev"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		metricsAddr     string
+		probeAddr       string
+		leaderElect     bool
+		leaderElectNS   string
+		secureMetrics   bool
+		showVersionOnly bool
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization through the API server.")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
+	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace.")
+	flag.BoolVar(&showVersionOnly, "version", false, "Print the version and exit.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	if showVersionOnly {
+		fmt.Println(version)
+		return nil
+	}
+
+	logger := zap.New(zap.UseFlagOptions(&zapOpts))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger)
+	log := ctrl.Log.WithName("setup")
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	mgr, err := manager.New(cfg, manager.Options{
+		MetricsAddr:             metricsAddr,
+		SecureMetrics:           secureMetrics,
+		ProbeAddr:               probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionNamespace: leaderElectNS,
+	})
+	if err != nil {
+		return err
+	}
+
+	log.Info("starting manager", "version", version)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}
