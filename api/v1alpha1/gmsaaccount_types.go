@@ -61,10 +61,7 @@ type CredentialSpecSource struct {
 	// raw is a complete credential spec (the JSON that
 	// New-CredentialSpec writes), used as it is.
 	// +optional
-	// +kubebuilder:validation:Type=object
-	// +kubebuilder:pruning:PreserveUnknownFields
-	// +kubebuilder:validation:XValidation:rule="has(self.CmsPlugins) && has(self.DomainJoinConfig) && has(self.ActiveDirectoryConfig)",message="must be a credential spec with CmsPlugins, DomainJoinConfig and ActiveDirectoryConfig"
-	Raw *apiextensionsv1.JSON `json:"raw,omitempty"`
+	Raw *RawCredentialSpec `json:"raw,omitempty"`
 
 	// existing names a GMSACredentialSpec that already exists (made by
 	// another tool). The operator only reads it and grants its use.
@@ -135,6 +132,32 @@ type HostAccount struct {
 	PluginInput string `json:"pluginInput"`
 }
 
+// RawCredentialSpec is a credential spec given whole, with the field names
+// Windows uses. The operator checks its shape and copies it as it is.
+type RawCredentialSpec struct {
+	// CmsPlugins lists the credential plugins, ["ActiveDirectory"] for a gMSA.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=64
+	CmsPlugins []string `json:"CmsPlugins"`
+
+	// DomainJoinConfig identifies the domain and the account (Sid,
+	// MachineAccountName, Guid, DnsTreeName, DnsName, NetBiosName).
+	// +required
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	DomainJoinConfig *apiextensionsv1.JSON `json:"DomainJoinConfig"`
+
+	// ActiveDirectoryConfig lists the gMSAs (GroupManagedServiceAccounts)
+	// and, for non-domain-joined nodes, the HostAccountConfig.
+	// +required
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	ActiveDirectoryConfig *apiextensionsv1.JSON `json:"ActiveDirectoryConfig"`
+}
+
 // ExistingCredentialSpec names a GMSACredentialSpec made by someone else.
 type ExistingCredentialSpec struct {
 	// name of the GMSACredentialSpec.
@@ -199,6 +222,7 @@ type GmsaAccountStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=gmsa
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters: it labels every object generated for the account"
 // +kubebuilder:printcolumn:name="CredSpec",type=string,JSONPath=`.status.credentialSpecName`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

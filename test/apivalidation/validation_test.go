@@ -26,11 +26,11 @@ func object(doc string) *unstructured.Unstructured {
 }
 
 const validDomain = `
-      domain:
-        dnsName: contoso.com
-        netBiosName: CONTOSO
-        guid: 244818ae-87ac-4fcd-92ec-e79e5252348a
-        sid: S-1-5-21-2126449477-2524075714-3094792973`
+    domain:
+      dnsName: contoso.com
+      netBiosName: CONTOSO
+      guid: 244818ae-87ac-4fcd-92ec-e79e5252348a
+      sid: S-1-5-21-2126449477-2524075714-3094792973`
 
 // account returns a GmsaAccount whose credentialSpec and serviceAccounts
 // are the given YAML fragments (indented for spec).
@@ -63,7 +63,7 @@ func withDomain(field, value string) string {
 			if value == "" {
 				continue
 			}
-			l = "        " + field + ": " + value
+			l = "      " + field + ": " + value
 		}
 		lines = append(lines, l)
 	}
@@ -81,10 +81,10 @@ spec:
 }
 
 const hostAccountOK = `
-      hostAccount:
-        pluginGUID: "{CCC2A336-D7F3-4818-A213-272B7924213E}"
-        portableCcgVersion: "1"
-        pluginInput: "ObjectId=abc;SecretUri=https://vault.invalid/secret"`
+    hostAccount:
+      pluginGUID: "{CCC2A336-D7F3-4818-A213-272B7924213E}"
+      portableCcgVersion: "1"
+      pluginInput: "ObjectId=abc;SecretUri=https://vault.invalid/secret"`
 
 var _ = Describe("GmsaStack and GmsaAccount validation", func() {
 	ctx := context.Background()
@@ -100,6 +100,7 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
 			obj := object(c.doc)
 			err := env.Client.Create(ctx, obj, client.FieldValidation("Strict"))
 			Expect(err).To(HaveOccurred(), "the API server accepted a bad object:\n%s", c.doc)
+			GinkgoWriter.Printf("rejected: %v\n", err)
 			Expect(apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)).To(BeTrue(), "not a validation error: %v", err)
 			Expect(err.Error()).To(ContainSubstring(c.field))
 			Expect(err.Error()).To(ContainSubstring(c.message))
@@ -117,6 +118,9 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
 		Entry("GmsaAccount named gmsa-WebApp1 (its name is the default credspec name)", badCase{
 			account("gmsa-WebApp1", generated(""), oneSA),
 			"metadata.name", "lowercase RFC 1123 subdomain"}),
+		Entry("GmsaAccount name over 63 characters", badCase{
+			account(strings.Repeat("a", 64), generated(""), oneSA),
+			"metadata.name", "at most 63 characters"}),
 		Entry("credspec name with an underscore", badCase{
 			account("a1", generated(""), `  credentialSpecName: gmsa_webapp1`+oneSA),
 			"spec.credentialSpecName", "lowercase RFC 1123 subdomain"}),
@@ -139,7 +143,7 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
 			account("a7", withDomain("dnsName", "contoso..com"), oneSA),
 			"spec.credentialSpec.domain.dnsName", "DNS domain name"}),
 		Entry("DNS tree name starting with a hyphen", badCase{
-			account("a8", generated("\n        dnsTreeName: -contoso.com"), oneSA),
+			account("a8", generated("\n      dnsTreeName: -contoso.com"), oneSA),
 			"spec.credentialSpec.domain.dnsTreeName", "DNS domain name"}),
 		Entry("NetBIOS name of 16 characters", badCase{
 			account("a9", withDomain("netBiosName", "CONTOSOCORPORATE"), oneSA),
@@ -179,7 +183,7 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
     raw:
       CmsPlugins: [ActiveDirectory]
       ActiveDirectoryConfig: {GroupManagedServiceAccounts: [{Name: WebApp1, Scope: contoso.com}]}`, oneSA),
-			"spec.credentialSpec.raw", "CmsPlugins, DomainJoinConfig and ActiveDirectoryConfig"}),
+			"spec.credentialSpec.raw.DomainJoinConfig", "Required"}),
 		Entry("existing credspec named with capitals", badCase{
 			account("a19", `
     existing: {name: gmsa-WebApp1}`, oneSA),

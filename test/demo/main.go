@@ -113,7 +113,7 @@ func run(managerBin string, keep bool) (err error) {
 	}
 
 	d.say("Bad input is refused before anything is created: a credspec name with capitals (the Kubernetes docs' gmsa-WebApp1 trap)")
-	bad := `{"apiVersion":"gmsa.io/v1alpha1","kind":"GmsaAccount","metadata":{"name":"trap"},"spec":{"credentialSpecName":"gmsa-WebApp1","credentialSpec":{"existing":{"name":"gmsa-webapp1"}},"serviceAccounts":[{"namespace":"default"}]}}`
+	bad := `{"apiVersion":"gmsa.io/v1alpha1","kind":"GmsaAccount","metadata":{"name":"trap"},"spec":{"credentialSpecName":"gmsa-WebApp1","credentialSpec":{"accountName":"WebApp1","domain":{"dnsName":"contoso.com","netBiosName":"CONTOSO","guid":"244818ae-87ac-4fcd-92ec-e79e5252348a","sid":"S-1-5-21-2126449477-2524075714-3094792973"}},"serviceAccounts":[{"namespace":"default"}]}}`
 	f := filepath.Join(d.env.Dir, "trap.json")
 	if err := os.WriteFile(f, []byte(bad), 0o600); err != nil {
 		return err

@@ -113,7 +113,7 @@ var _ = Describe("the local control plane", func() {
 		root, err := harness.RepoRoot()
 		Expect(err).NotTo(HaveOccurred())
 		kubectl := harness.AssetsDir(root) + "/kubectl"
-		out, err := exec.Command(kubectl, "--kubeconfig", env.Kubeconfig, "auth", "can-i", "create", "gmsastacks.gmsa.io").CombinedOutput()
+		out, err := exec.Command(kubectl, "--kubeconfig", env.Kubeconfig, "auth", "can-i", "create", "gmsastacks.gmsa.io", "--all-namespaces").Output()
 		Expect(err).NotTo(HaveOccurred(), string(out))
 		Expect(string(out)).To(Equal("yes\n"))
 	})
