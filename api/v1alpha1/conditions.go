@@ -45,6 +45,9 @@ const (
 	// ReasonCredentialSpecNotFound (GmsaAccount): the referenced
 	// GMSACredentialSpec does not exist (yet).
 	ReasonCredentialSpecNotFound = "CredentialSpecNotFound"
+	// ReasonRBACConflict (GmsaAccount): a ClusterRole or RoleBinding of the
+	// name the operator uses exists and belongs to someone else.
+	ReasonRBACConflict = "RBACConflict"
 	// ReasonInvalidCredentialSpec (GmsaAccount): a raw or referenced credspec
 	// lacks what a Windows node needs.
 	ReasonInvalidCredentialSpec = "InvalidCredentialSpec"

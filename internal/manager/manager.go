@@ -4,13 +4,21 @@
 package manager
 
 import (
+	"context"
 	"fmt"
+	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/controllers"
 	"github.com/gmsa-operator/gmsa-operator/internal/scheme"
 )
 
@@ -30,6 +38,16 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionNamespace is where the Lease lives.
 	LeaderElectionNamespace string
+	// SyncPeriod, when set, makes every watched object be reconciled again
+	// at this interval (tests use it to force a resync).
+	SyncPeriod *time.Duration
+}
+
+// ManagedSelector selects the objects the operator generates. The cache
+// holds only those of the kinds a large cluster has many of (RBAC objects,
+// Secrets, Deployments...), so memory does not grow with the cluster.
+func ManagedSelector() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{gmsav1alpha1.LabelManagedBy: gmsav1alpha1.ManagedByValue})
 }
 
 // New returns a manager with every gmsa-operator controller registered and
@@ -39,8 +57,19 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if metricsAddr == "" {
 		metricsAddr = "0"
 	}
+	managed := cache.ByObject{Label: ManagedSelector()}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme.New(),
+		Cache: cache.Options{
+			SyncPeriod: opts.SyncPeriod,
+			ByObject: map[client.Object]cache.ByObject{
+				&rbacv1.ClusterRole{}: managed,
+				&rbacv1.RoleBinding{}: managed,
+			},
+		},
+		// Credspecs have no Go type here: read them as unstructured objects,
+		// from the cache like everything else.
+		Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
 		Metrics: metricsserver.Options{
 			BindAddress:   metricsAddr,
 			SecureServing: opts.SecureMetrics,
@@ -53,6 +82,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	ctx := context.Background()
+	if err := (&controllers.GmsaAccountReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("gmsa-operator"),
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return nil, fmt.Errorf("set up GmsaAccount controller: %w", err)
 	}
 	if opts.ProbeAddr != "" && opts.ProbeAddr != "0" {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

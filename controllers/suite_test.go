@@ -1,0 +1,107 @@
+package controllers_test
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	dto "github.com/prometheus/client_model/go"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/gmsa-operator/gmsa-operator/internal/manager"
+	"github.com/gmsa-operator/gmsa-operator/test/harness"
+)
+
+var (
+	env       *harness.Env
+	k8s       client.Client
+	cancelMgr context.CancelFunc
+	mgrDone   chan error
+	// writes counts the manager's write requests (anything but GET, LIST
+	// and WATCH) to the API server.
+	writes atomic.Int64
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	RunSpecs(t, "Controllers Suite")
+}
+
+// countingTransport counts write requests.
+type countingTransport struct{ next http.RoundTripper }
+
+func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		writes.Add(1)
+	}
+	return c.next.RoundTrip(req)
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	env, err = harness.Start(harness.Options{ServiceCIDR: "127.0.102.0/24"})
+	Expect(err).NotTo(HaveOccurred())
+	k8s = env.Client
+
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt} }
+	mgr, err := manager.New(cfg, manager.Options{})
+	Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelMgr = cancel
+	mgrDone = make(chan error, 1)
+	go func() {
+		defer GinkgoRecover()
+		mgrDone <- mgr.Start(ctx)
+	}()
+})
+
+var _ = AfterSuite(func() {
+	if cancelMgr != nil {
+		cancelMgr()
+		Eventually(mgrDone, 30*time.Second).Should(Receive(BeNil()))
+	}
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+// reconciles returns how many reconciles the named controller finished.
+func reconciles(controller string) float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if labelValue(m, "controller") == controller {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
