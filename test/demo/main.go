@@ -52,12 +52,31 @@ func (d *demo) run(args ...string) (string, error) {
 	fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
 	cmd := exec.Command(d.kubectl, append([]string{"--kubeconfig", d.env.Kubeconfig}, args...)...)
 	cmd.Dir = d.root
-	out, err := cmd.CombinedOutput()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	fmt.Print(indent(string(out)))
 	if err != nil {
+		// kubectl's warnings (such as "not namespace scoped") are noise
+		// unless the command failed.
+		fmt.Print(indent(stderr.String()))
 		return string(out), fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
 	}
 	return string(out), nil
+}
+
+// poll runs a kubectl command until it succeeds, printing only the final
+// attempt.
+func (d *demo) poll(timeout time.Duration, args ...string) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		cmd := exec.Command(d.kubectl, append([]string{"--kubeconfig", d.env.Kubeconfig}, args...)...)
+		if err := cmd.Run(); err == nil || time.Now().After(deadline) {
+			_, err := d.run(args...)
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 func indent(s string) string {
@@ -99,16 +118,60 @@ func run(managerBin string, keep bool) (err error) {
 	}
 	defer stopManager()
 
-	d.say("Applying config/samples: one GmsaStack (the cluster's gMSA stack) and one GmsaAccount (the docs' WebApp1 gMSA)")
+	d.say("Applying config/samples: one GmsaStack (the cluster's gMSA stack) and one GmsaAccount (the docs' WebApp1 gMSA, for default/default and all of team-a)")
 	if _, err := d.run("apply", "--server-side", "-k", "config/samples"); err != nil {
 		return err
 	}
 
-	d.say("What the API server now holds")
-	if _, err := d.run("get", "gmsastacks,gmsaaccounts"); err != nil {
+	d.say("The operator reconciles the GmsaAccount: it generates the credspec and the RBAC for it")
+	if _, err := d.run("wait", "--for=condition=Ready", "--timeout=60s", "gmsaaccount/webapp1"); err != nil {
 		return err
 	}
-	if _, err := d.run("get", "gmsaaccount", "webapp1", "-o", "jsonpath={.spec.credentialSpec}{\"\\n\"}"); err != nil {
+	if _, err := d.run("get", "gmsaaccounts"); err != nil {
+		return err
+	}
+	if _, err := d.run("get", "gmsaaccount", "webapp1", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].message}{"\n"}`); err != nil {
+		return err
+	}
+
+	d.say("The generated GMSACredentialSpec is the Kubernetes docs' WebApp1 credspec")
+	if _, err := d.run("get", "gmsacredentialspec", "webapp1", "-o", "jsonpath={.credspec}{\"\\n\"}"); err != nil {
+		return err
+	}
+
+	d.say("A ClusterRole allows `use` of exactly that credspec; a RoleBinding grants it to default/default")
+	if _, err := d.run("get", "clusterrole", "gmsa:webapp1", "-o", "jsonpath={.rules}{\"\\n\"}"); err != nil {
+		return err
+	}
+	if _, err := d.run("get", "rolebindings", "-A", "-l", "gmsa.io/account=webapp1"); err != nil {
+		return err
+	}
+	if _, err := d.run("auth", "can-i", "use", "gmsacredentialspecs.windows.k8s.io/webapp1", "-n", "default", "--as=system:serviceaccount:default:default"); err != nil {
+		return err
+	}
+	fmt.Println("  an unlisted service account may not:")
+	if out, _ := d.run("auth", "can-i", "use", "gmsacredentialspecs.windows.k8s.io/webapp1", "-n", "default", "--as=system:serviceaccount:default:intruder"); !strings.HasPrefix(out, "no") {
+		return fmt.Errorf("an unlisted service account may use the credspec")
+	}
+
+	d.say("team-a did not exist yet; once it is created, every service account in it may use the gMSA")
+	if _, err := d.run("create", "namespace", "team-a"); err != nil {
+		return err
+	}
+	if err := d.poll(30*time.Second, "auth", "can-i", "use", "gmsacredentialspecs.windows.k8s.io/webapp1", "-n", "team-a", "--as=system:serviceaccount:team-a:builder", "--as-group=system:serviceaccounts:team-a"); err != nil {
+		return err
+	}
+
+	d.say("Drift is repaired: delete the ClusterRole and watch it come back")
+	if _, err := d.run("delete", "clusterrole", "gmsa:webapp1"); err != nil {
+		return err
+	}
+	if err := d.poll(30*time.Second, "get", "clusterrole", "gmsa:webapp1", "-o", "name"); err != nil {
+		return err
+	}
+
+	d.say("The GmsaStack waits for its controller (a later milestone)")
+	if _, err := d.run("get", "gmsastacks"); err != nil {
 		return err
 	}
 
