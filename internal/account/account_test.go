@@ -48,8 +48,12 @@ func TestNames(t *testing.T) {
 }
 
 func TestSubjects(t *testing.T) {
-	ref := func(ns, n string) gmsav1alpha1.ServiceAccountRef { return gmsav1alpha1.ServiceAccountRef{Namespace: ns, Name: n} }
-	sa := func(ns, n string) rbacv1.Subject { return rbacv1.Subject{Kind: "ServiceAccount", Namespace: ns, Name: n} }
+	ref := func(ns, n string) gmsav1alpha1.ServiceAccountRef {
+		return gmsav1alpha1.ServiceAccountRef{Namespace: ns, Name: n}
+	}
+	sa := func(ns, n string) rbacv1.Subject {
+		return rbacv1.Subject{Kind: "ServiceAccount", Namespace: ns, Name: n}
+	}
 	group := func(ns string) rbacv1.Subject {
 		return rbacv1.Subject{Kind: "Group", APIGroup: "rbac.authorization.k8s.io", Name: "system:serviceaccounts:" + ns}
 	}
