@@ -68,6 +68,9 @@ type GmsaAccountReconciler struct {
 	APIReader client.Reader
 	// Recorder records Kubernetes Events on the GmsaAccount.
 	Recorder recorder.EventRecorder
+	// MaxConcurrentReconciles is how many GmsaAccounts are reconciled at
+	// once.
+	MaxConcurrentReconciles int
 }
 
 // SetupWithManager registers the reconciler, its indexes and its watches.
@@ -111,7 +114,7 @@ func (r *GmsaAccountReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 				DeleteFunc:  func(event.DeleteEvent) bool { return true },
 				GenericFunc: func(event.GenericEvent) bool { return false },
 			})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		Complete(r)
 }
 

@@ -32,12 +32,18 @@ func run() error {
 		leaderElectNS   string
 		secureMetrics   bool
 		showVersionOnly bool
+		qps             float64
+		burst           int
+		workers         int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization through the API server.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz endpoints bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the pod's namespace.")
+	flag.Float64Var(&qps, "kube-api-qps", 50, "Requests per second to the API server, sustained.")
+	flag.IntVar(&burst, "kube-api-burst", 100, "Requests to the API server in a burst.")
+	flag.IntVar(&workers, "max-concurrent-reconciles", 4, "Objects of one kind reconciled at once.")
 	flag.BoolVar(&showVersionOnly, "version", false, "Print the version and exit.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -57,12 +63,14 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
 	mgr, err := manager.New(cfg, manager.Options{
 		MetricsAddr:             metricsAddr,
 		SecureMetrics:           secureMetrics,
 		ProbeAddr:               probeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionNamespace: leaderElectNS,
+		MaxConcurrentReconciles: workers,
 	})
 	if err != nil {
 		return err

@@ -38,6 +38,9 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionNamespace is where the Lease lives.
 	LeaderElectionNamespace string
+	// MaxConcurrentReconciles is how many objects of one kind are
+	// reconciled at once; 0 means 4.
+	MaxConcurrentReconciles int
 	// SyncPeriod, when set, makes every watched object be reconciled again
 	// at this interval (tests use it to force a resync).
 	SyncPeriod *time.Duration
@@ -84,10 +87,15 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
 	ctx := context.Background()
+	workers := opts.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = 4
+	}
 	if err := (&controllers.GmsaAccountReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("gmsa-operator"),
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("gmsa-operator"),
+		MaxConcurrentReconciles: workers,
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("set up GmsaAccount controller: %w", err)
 	}
