@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -17,9 +18,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -43,6 +44,9 @@ var CredentialSpecGVK = schema.GroupVersionKind{Group: credspeccrd.Group, Versio
 const (
 	indexCredentialSpecName = "gmsa.io/credentialSpecName"
 	indexNamespace          = "gmsa.io/namespace"
+	// indexAccount indexes generated objects by their gmsa.io/account
+	// label, so that listing one account's objects does not scan them all.
+	indexAccount = "gmsa.io/account"
 )
 
 // The GmsaAccount controller's permissions. It may grant `use` of credspecs
@@ -71,6 +75,15 @@ type GmsaAccountReconciler struct {
 	// MaxConcurrentReconciles is how many GmsaAccounts are reconciled at
 	// once.
 	MaxConcurrentReconciles int
+
+	// foreignObjects remembers objects found to belong to someone else, so
+	// that a stalled account is re-checked with reads, not failing creates.
+	foreignObjects sync.Map
+}
+
+type objectID struct {
+	kind string
+	key  client.ObjectKey
 }
 
 // SetupWithManager registers the reconciler, its indexes and its watches.
@@ -89,11 +102,28 @@ func (r *GmsaAccountReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 
 	credSpec := &unstructured.Unstructured{}
 	credSpec.SetGroupVersionKind(CredentialSpecGVK)
+	byAccountLabel := func(o client.Object) []string {
+		if v, ok := o.GetLabels()[gmsav1alpha1.LabelAccount]; ok {
+			return []string{v}
+		}
+		return nil
+	}
+	for _, obj := range []client.Object{&rbacv1.RoleBinding{}, credSpec.DeepCopy()} {
+		if err := idx.IndexField(ctx, obj, indexAccount, byAccountLabel); err != nil {
+			return fmt.Errorf("index %T by account: %w", obj, err)
+		}
+	}
+
+	// The operator creates its objects itself: their creation needs no
+	// reconcile. Changes and deletions (drift) do.
+	notCreated := builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("gmsaaccount").
-		For(&gmsav1alpha1.GmsaAccount{}).
-		Owns(&rbacv1.ClusterRole{}).
-		Owns(&rbacv1.RoleBinding{}).
+		// Status writes change neither generation nor annotations: they
+		// trigger no reconcile. An annotation change forces one.
+		For(&gmsav1alpha1.GmsaAccount{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&rbacv1.ClusterRole{}, notCreated).
+		Owns(&rbacv1.RoleBinding{}, notCreated).
 		// Owned and referenced credspecs alike, by name.
 		Watches(credSpec, handler.EnqueueRequestsFromMapFunc(r.accountsUsing)).
 		// A deleted account may free a credspec name for a newer one.
@@ -156,7 +186,9 @@ func (r *GmsaAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, nil
 	}
 
-	outcome, err := r.reconcile(ctx, acct)
+	changes := &changeLog{}
+	outcome, err := r.reconcile(ctx, acct, changes)
+	changes.record(r.Recorder, acct)
 	if err != nil {
 		outcome.Problem = &account.Problem{Reason: gmsav1alpha1.ReasonReconcileError, Message: err.Error(), Kind: account.Transient}
 	}
@@ -195,10 +227,10 @@ func findCondition(cs []metav1.Condition, t string) *metav1.Condition {
 
 // reconcile runs the steps in order. A step that finds a problem a person
 // must solve returns it in the outcome; an API error is returned as error.
-func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha1.GmsaAccount) (account.Outcome, error) {
+func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) (account.Outcome, error) {
 	o := account.Outcome{CredentialSpecName: account.CredentialSpecName(acct)}
 
-	problem, err := r.reconcileCredentialSpec(ctx, acct)
+	problem, err := r.reconcileCredentialSpec(ctx, acct, changes)
 	if err != nil {
 		return o, fmt.Errorf("credspec %q: %w", o.CredentialSpecName, err)
 	}
@@ -207,11 +239,11 @@ func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha
 		o.Problem = problem
 		return o, nil
 	}
-	if err := r.deleteStaleCredentialSpecs(ctx, acct); err != nil {
+	if err := r.deleteStaleCredentialSpecs(ctx, acct, changes); err != nil {
 		return o, err
 	}
 
-	rbacProblem, err := r.reconcileClusterRole(ctx, acct)
+	rbacProblem, err := r.ensure(ctx, acct, account.DesiredClusterRole(acct), &rbacv1.ClusterRole{}, clusterRoleUpToDate, changes)
 	if err != nil {
 		return o, fmt.Errorf("ClusterRole %q: %w", account.ClusterRoleName(acct), err)
 	}
@@ -221,7 +253,7 @@ func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha
 	}
 	o.ClusterRoleName = account.ClusterRoleName(acct)
 
-	bound, pending, rbProblem, err := r.reconcileRoleBindings(ctx, acct)
+	bound, pending, rbProblem, err := r.reconcileRoleBindings(ctx, acct, changes)
 	o.BoundSubjects, o.PendingNamespaces = bound, pending
 	if err != nil {
 		return o, err
@@ -237,7 +269,7 @@ func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha
 
 // reconcileCredentialSpec makes sure the generated or raw credspec exists
 // as desired, or that the referenced one exists and is usable.
-func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acct *gmsav1alpha1.GmsaAccount) (*account.Problem, error) {
+func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) (*account.Problem, error) {
 	name := account.CredentialSpecName(acct)
 	current, err := r.getCredentialSpec(ctx, name)
 	if err != nil {
@@ -268,14 +300,15 @@ func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acc
 	if err != nil {
 		return &account.Problem{Kind: account.Stalled, Reason: gmsav1alpha1.ReasonInvalidCredentialSpec, Message: err.Error()}, nil
 	}
-	if current != nil && credSpecUpToDate(current, desired) {
-		return nil, nil
+	current = &unstructured.Unstructured{}
+	current.SetGroupVersionKind(CredentialSpecGVK)
+	p, err := r.ensure(ctx, acct, desired, current, func(cur, want client.Object) bool {
+		return credSpecUpToDate(cur.(*unstructured.Unstructured), want.(*unstructured.Unstructured))
+	}, changes)
+	if p != nil && p.Reason == gmsav1alpha1.ReasonRBACConflict {
+		p.Reason = gmsav1alpha1.ReasonCredentialSpecConflict
 	}
-	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(desired), client.FieldOwner(gmsav1alpha1.FieldManager), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
-	}
-	r.recordWrite(acct, current == nil, ref(account.CredentialSpecAPIVersion, credspeccrd.Kind, "", name))
-	return nil, nil
+	return p, err
 }
 
 // getCredentialSpec returns the credspec from the cache (which holds every
@@ -367,10 +400,10 @@ func hasLabels(have, want map[string]string) bool {
 
 // deleteStaleCredentialSpecs removes credspecs this account generated
 // under a name it no longer uses.
-func (r *GmsaAccountReconciler) deleteStaleCredentialSpecs(ctx context.Context, acct *gmsav1alpha1.GmsaAccount) error {
+func (r *GmsaAccountReconciler) deleteStaleCredentialSpecs(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) error {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(CredentialSpecGVK.GroupVersion().WithKind(credspeccrd.Kind + "List"))
-	if err := r.Client.List(ctx, list, client.MatchingLabels{gmsav1alpha1.LabelAccount: acct.Name}); err != nil {
+	if err := r.Client.List(ctx, list, client.MatchingFields{indexAccount: acct.Name}); err != nil {
 		return fmt.Errorf("list credspecs: %w", err)
 	}
 	keep := ""
@@ -385,7 +418,7 @@ func (r *GmsaAccountReconciler) deleteStaleCredentialSpecs(ctx context.Context, 
 		if err := r.deleteOwned(ctx, cs); err != nil {
 			return fmt.Errorf("delete stale credspec %q: %w", cs.GetName(), err)
 		}
-		r.Recorder.Eventf(acct, cs, corev1.EventTypeNormal, "Deleted", "Delete", "Deleted GMSACredentialSpec %q, no longer used", cs.GetName())
+		changes.deleted = append(changes.deleted, refTo(cs))
 	}
 	return nil
 }
@@ -399,53 +432,82 @@ func (r *GmsaAccountReconciler) deleteOwned(ctx context.Context, obj client.Obje
 	return err
 }
 
-// reconcileClusterRole makes sure the ClusterRole allowing `use` of the
-// credspec exists as desired.
-func (r *GmsaAccountReconciler) reconcileClusterRole(ctx context.Context, acct *gmsav1alpha1.GmsaAccount) (*account.Problem, error) {
-	desired := account.DesiredClusterRole(acct)
-	current := &rbacv1.ClusterRole{}
-	found, err := r.getOwnedOrForeign(ctx, client.ObjectKey{Name: *desired.Name}, current)
+// ensure makes one generated object as desired. It reads the object from
+// the cache; when it is not there it creates it, so that an object someone
+// else made under the same name (invisible to the label-restricted cache)
+// makes the create fail and is left alone. An object of this account that
+// differs from the desired one is put back with server-side apply. A
+// conflict is returned as a Problem; it never writes to a foreign object.
+func (r *GmsaAccountReconciler) ensure(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, desired, current client.Object,
+	upToDate func(current, desired client.Object) bool, changes *changeLog) (*account.Problem, error) {
+	kind := desired.GetObjectKind().GroupVersionKind().Kind
+	key := client.ObjectKeyFromObject(desired)
+	id := objectID{kind: kind, key: key}
+	err := r.Client.Get(ctx, key, current)
+	if apierrors.IsNotFound(err) {
+		if _, known := r.foreignObjects.Load(id); known {
+			err = r.APIReader.Get(ctx, key, current)
+		} else {
+			err = apierrors.NewNotFound(schema.GroupResource{}, key.Name)
+		}
+		if apierrors.IsNotFound(err) {
+			err = r.Client.Create(ctx, desired.DeepCopyObject().(client.Object), client.FieldOwner(gmsav1alpha1.FieldManager))
+			if err == nil {
+				r.foreignObjects.Delete(id)
+				changes.created = append(changes.created, refTo(desired))
+				return nil, nil
+			}
+			if !apierrors.IsAlreadyExists(err) {
+				return nil, fmt.Errorf("create %s %s: %w", kind, key, err)
+			}
+			// Not in the cache but in the cluster: someone else's, or ours
+			// and the cache is behind.
+			err = r.APIReader.Get(ctx, key, current)
+		}
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("get %s %s: %w", kind, key, err)
 	}
-	if found {
-		if !controlledBy(current, acct) {
-			return r.foreign(acct, "ClusterRole", current), nil
-		}
-		extracted, err := rbacv1ac.ExtractClusterRole(current, gmsav1alpha1.FieldManager)
-		if err != nil {
-			return nil, err
-		}
-		if equality.Semantic.DeepEqual(extracted, desired) {
-			return nil, nil
-		}
+	if !controlledBy(current, acct) {
+		r.foreignObjects.Store(id, struct{}{})
+		return r.foreign(kind, current), nil
 	}
-	if err := r.Client.Apply(ctx, desired, client.FieldOwner(gmsav1alpha1.FieldManager), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
+	if upToDate(current, desired) {
+		return nil, nil
 	}
-	r.recordWrite(acct, !found, ref("rbac.authorization.k8s.io/v1", "ClusterRole", "", *desired.Name))
+	if err := r.apply(ctx, desired); err != nil {
+		return nil, fmt.Errorf("apply %s %s: %w", kind, key, err)
+	}
+	changes.updated = append(changes.updated, refTo(desired))
 	return nil, nil
 }
 
-// getOwnedOrForeign reads an object from the label-restricted cache and,
-// when it is not there, from the API server, so that an object someone
-// else made under the same name is seen and left alone.
-func (r *GmsaAccountReconciler) getOwnedOrForeign(ctx context.Context, key client.ObjectKey, obj client.Object) (bool, error) {
-	err := r.Client.Get(ctx, key, obj)
-	if err == nil {
-		return true, nil
+// apply writes an object of the operator with server-side apply, taking
+// back any field someone else changed.
+func (r *GmsaAccountReconciler) apply(ctx context.Context, obj client.Object) error {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		u = &unstructured.Unstructured{Object: m}
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	}
-	if !apierrors.IsNotFound(err) {
-		return false, err
-	}
-	err = r.APIReader.Get(ctx, key, obj)
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	return err == nil, err
+	return r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(gmsav1alpha1.FieldManager), client.ForceOwnership)
 }
 
-func (r *GmsaAccountReconciler) foreign(acct *gmsav1alpha1.GmsaAccount, kind string, obj client.Object) *account.Problem {
+func clusterRoleUpToDate(current, desired client.Object) bool {
+	cur, want := current.(*rbacv1.ClusterRole), desired.(*rbacv1.ClusterRole)
+	return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Rules, want.Rules) && cur.AggregationRule == nil
+}
+
+func roleBindingUpToDate(current, desired client.Object) bool {
+	cur, want := current.(*rbacv1.RoleBinding), desired.(*rbacv1.RoleBinding)
+	return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Subjects, want.Subjects)
+}
+
+func (r *GmsaAccountReconciler) foreign(kind string, obj client.Object) *account.Problem {
 	name := obj.GetName()
 	if ns := obj.GetNamespace(); ns != "" {
 		name = ns + "/" + name
@@ -454,28 +516,43 @@ func (r *GmsaAccountReconciler) foreign(acct *gmsav1alpha1.GmsaAccount, kind str
 		Message: fmt.Sprintf("%s %q already exists and %s; it is left unchanged. Delete or rename it so the operator can create its own", kind, name, describeOwner(obj))}
 }
 
-// recordWrite records an Event on the account for an object it created or
-// repaired. The object is the Event's related object, so that events about
-// different objects are not folded into one series.
-func (r *GmsaAccountReconciler) recordWrite(acct *gmsav1alpha1.GmsaAccount, created bool, related *corev1.ObjectReference) {
-	name := related.Name
-	if related.Namespace != "" {
-		name = related.Namespace + "/" + name
-	}
-	if created {
-		r.Recorder.Eventf(acct, related, corev1.EventTypeNormal, "Created", "Create", "Created %s %q", related.Kind, name)
-		return
-	}
-	r.Recorder.Eventf(acct, related, corev1.EventTypeNormal, "Updated", "Update", "Updated %s %q to the desired state", related.Kind, name)
+// changeLog collects what one reconcile created, repaired and deleted, so
+// that it is reported in at most three Events.
+type changeLog struct {
+	created, updated, deleted []*corev1.ObjectReference
 }
 
-func ref(apiVersion, kind, namespace, name string) *corev1.ObjectReference {
-	return &corev1.ObjectReference{APIVersion: apiVersion, Kind: kind, Namespace: namespace, Name: name}
+func refTo(obj client.Object) *corev1.ObjectReference {
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	return &corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
+}
+
+// record emits one Event per kind of change. The first object changed is
+// the Event's related object, so that Events of different reconciles are
+// not folded into one series.
+func (c *changeLog) record(rec recorder.EventRecorder, acct *gmsav1alpha1.GmsaAccount) {
+	emit := func(refs []*corev1.ObjectReference, reason, action, verb string) {
+		if len(refs) == 0 {
+			return
+		}
+		parts := make([]string, 0, len(refs))
+		for _, r := range refs {
+			name := r.Name
+			if r.Namespace != "" {
+				name = r.Namespace + "/" + name
+			}
+			parts = append(parts, fmt.Sprintf("%s %q", r.Kind, name))
+		}
+		rec.Eventf(acct, refs[0], corev1.EventTypeNormal, reason, action, "%s %s", verb, strings.Join(parts, ", "))
+	}
+	emit(c.created, "Created", "Create", "Created")
+	emit(c.updated, "Updated", "Update", "Put back to the desired state:")
+	emit(c.deleted, "Deleted", "Delete", "Deleted, no longer wanted:")
 }
 
 // reconcileRoleBindings binds the ClusterRole in every listed namespace that
 // exists, and deletes the bindings of namespaces no longer listed.
-func (r *GmsaAccountReconciler) reconcileRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount) (bound []rbacv1.Subject, pending []string, problem *account.Problem, err error) {
+func (r *GmsaAccountReconciler) reconcileRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) (bound []rbacv1.Subject, pending []string, problem *account.Problem, err error) {
 	subjects := account.Subjects(acct)
 	var conflicts []string
 	for _, ns := range account.Namespaces(subjects) {
@@ -487,7 +564,7 @@ func (r *GmsaAccountReconciler) reconcileRoleBindings(ctx context.Context, acct 
 			pending = append(pending, ns)
 			continue
 		}
-		p, err := r.reconcileRoleBinding(ctx, acct, ns, subjects[ns])
+		p, err := r.reconcileRoleBinding(ctx, acct, ns, subjects[ns], changes)
 		if err != nil {
 			return bound, pending, nil, fmt.Errorf("RoleBinding %s/%s: %w", ns, account.RoleBindingName(acct), err)
 		}
@@ -497,7 +574,7 @@ func (r *GmsaAccountReconciler) reconcileRoleBindings(ctx context.Context, acct 
 		}
 		bound = append(bound, subjects[ns]...)
 	}
-	if err := r.deleteStaleRoleBindings(ctx, acct, subjects); err != nil {
+	if err := r.deleteStaleRoleBindings(ctx, acct, subjects, changes); err != nil {
 		return bound, pending, nil, err
 	}
 	if len(conflicts) > 0 {
@@ -518,43 +595,21 @@ func (r *GmsaAccountReconciler) namespaceUsable(ctx context.Context, name string
 	return ns.DeletionTimestamp.IsZero(), nil
 }
 
-func (r *GmsaAccountReconciler) reconcileRoleBinding(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, ns string, subjects []rbacv1.Subject) (*account.Problem, error) {
+func (r *GmsaAccountReconciler) reconcileRoleBinding(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, ns string, subjects []rbacv1.Subject, changes *changeLog) (*account.Problem, error) {
 	desired := account.DesiredRoleBinding(acct, ns, subjects)
 	current := &rbacv1.RoleBinding{}
-	found, err := r.getOwnedOrForeign(ctx, client.ObjectKey{Namespace: ns, Name: *desired.Name}, current)
-	if err != nil {
-		return nil, err
-	}
-	if found {
-		if !controlledBy(current, acct) {
-			return r.foreign(acct, "RoleBinding", current), nil
-		}
-		if current.RoleRef.Name != *desired.RoleRef.Name || current.RoleRef.Kind != *desired.RoleRef.Kind {
-			// roleRef is immutable: replace the binding.
-			if err := r.deleteOwned(ctx, current); err != nil {
-				return nil, err
-			}
-			found = false
-		} else {
-			extracted, err := rbacv1ac.ExtractRoleBinding(current, gmsav1alpha1.FieldManager)
-			if err != nil {
-				return nil, err
-			}
-			if equality.Semantic.DeepEqual(extracted, desired) {
-				return nil, nil
-			}
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), current); err == nil && controlledBy(current, acct) && current.RoleRef != desired.RoleRef {
+		// roleRef is immutable: replace the binding.
+		if err := r.deleteOwned(ctx, current); err != nil {
+			return nil, err
 		}
 	}
-	if err := r.Client.Apply(ctx, desired, client.FieldOwner(gmsav1alpha1.FieldManager), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply: %w", err)
-	}
-	r.recordWrite(acct, !found, ref("rbac.authorization.k8s.io/v1", "RoleBinding", ns, *desired.Name))
-	return nil, nil
+	return r.ensure(ctx, acct, desired, &rbacv1.RoleBinding{}, roleBindingUpToDate, changes)
 }
 
-func (r *GmsaAccountReconciler) deleteStaleRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, subjects map[string][]rbacv1.Subject) error {
+func (r *GmsaAccountReconciler) deleteStaleRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, subjects map[string][]rbacv1.Subject, changes *changeLog) error {
 	list := &rbacv1.RoleBindingList{}
-	if err := r.Client.List(ctx, list, client.MatchingLabels{gmsav1alpha1.LabelAccount: acct.Name}); err != nil {
+	if err := r.Client.List(ctx, list, client.MatchingFields{indexAccount: acct.Name}); err != nil {
 		return fmt.Errorf("list RoleBindings: %w", err)
 	}
 	for i := range list.Items {
@@ -565,7 +620,8 @@ func (r *GmsaAccountReconciler) deleteStaleRoleBindings(ctx context.Context, acc
 		if err := r.deleteOwned(ctx, rb); err != nil {
 			return fmt.Errorf("delete RoleBinding %s/%s: %w", rb.Namespace, rb.Name, err)
 		}
-		r.Recorder.Eventf(acct, ref("rbac.authorization.k8s.io/v1", "RoleBinding", rb.Namespace, rb.Name), corev1.EventTypeNormal, "Deleted", "Delete", "Deleted RoleBinding %s/%s: namespace no longer listed", rb.Namespace, rb.Name)
+		rb.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("RoleBinding"))
+		changes.deleted = append(changes.deleted, refTo(rb))
 	}
 	return nil
 }

@@ -27,7 +27,8 @@ var (
 	mgrDone   chan error
 	// writes counts the manager's write requests (anything but GET, LIST
 	// and WATCH) to the API server.
-	writes atomic.Int64
+	writes      atomic.Int64
+	debugWrites atomic.Bool
 )
 
 func TestControllers(t *testing.T) {
@@ -45,6 +46,9 @@ func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 	default:
 		writes.Add(1)
+		if debugWrites.Load() {
+			GinkgoWriter.Printf("WRITE %s %s\n", req.Method, req.URL.Path)
+		}
 	}
 	return c.next.RoundTrip(req)
 }

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 )
@@ -93,11 +92,11 @@ func TestSubjects(t *testing.T) {
 
 func TestDesiredClusterRoleGrantsUseOfOneCredspec(t *testing.T) {
 	got := DesiredClusterRole(acct())
-	want := rbacv1ac.PolicyRule().WithAPIGroups("windows.k8s.io").WithResources("gmsacredentialspecs").WithVerbs("use").WithResourceNames("webapp1")
-	if len(got.Rules) != 1 || !equality.Semantic.DeepEqual(&got.Rules[0], want) {
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"windows.k8s.io"}, Resources: []string{"gmsacredentialspecs"}, Verbs: []string{"use"}, ResourceNames: []string{"webapp1"}}}
+	if !equality.Semantic.DeepEqual(got.Rules, want) {
 		t.Errorf("rules = %+v", got.Rules)
 	}
-	if ref := got.OwnerReferences[0]; *ref.UID != "uid-1" || !*ref.Controller {
+	if ref := got.OwnerReferences[0]; ref.UID != "uid-1" || !*ref.Controller {
 		t.Errorf("owner reference = %+v", ref)
 	}
 }

@@ -11,8 +11,7 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
-	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspec"
@@ -78,14 +77,16 @@ func Labels(a *gmsav1alpha1.GmsaAccount) map[string]string {
 
 // OwnerReference makes the account the controller of a generated object,
 // so that deleting the account garbage-collects it.
-func OwnerReference(a *gmsav1alpha1.GmsaAccount) *metav1ac.OwnerReferenceApplyConfiguration {
-	return metav1ac.OwnerReference().
-		WithAPIVersion(gmsav1alpha1.GroupVersion.String()).
-		WithKind("GmsaAccount").
-		WithName(a.Name).
-		WithUID(a.UID).
-		WithController(true).
-		WithBlockOwnerDeletion(true)
+func OwnerReference(a *gmsav1alpha1.GmsaAccount) metav1.OwnerReference {
+	yes := true
+	return metav1.OwnerReference{
+		APIVersion:         gmsav1alpha1.GroupVersion.String(),
+		Kind:               "GmsaAccount",
+		Name:               a.Name,
+		UID:                a.UID,
+		Controller:         &yes,
+		BlockOwnerDeletion: &yes,
+	}
 }
 
 // CredentialSpecContent returns the content of the credspec field for a
@@ -153,15 +154,21 @@ func toAny(m map[string]string) map[string]any {
 
 // DesiredClusterRole returns the ClusterRole allowing `use` of exactly the
 // account's credspec.
-func DesiredClusterRole(a *gmsav1alpha1.GmsaAccount) *rbacv1ac.ClusterRoleApplyConfiguration {
-	return rbacv1ac.ClusterRole(ClusterRoleName(a)).
-		WithLabels(Labels(a)).
-		WithOwnerReferences(OwnerReference(a)).
-		WithRules(rbacv1ac.PolicyRule().
-			WithAPIGroups(credspeccrd.Group).
-			WithResources(credspeccrd.Resource).
-			WithVerbs("use").
-			WithResourceNames(CredentialSpecName(a)))
+func DesiredClusterRole(a *gmsav1alpha1.GmsaAccount) *rbacv1.ClusterRole {
+	return &rbacv1.ClusterRole{
+		TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            ClusterRoleName(a),
+			Labels:          Labels(a),
+			OwnerReferences: []metav1.OwnerReference{OwnerReference(a)},
+		},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups:     []string{credspeccrd.Group},
+			Resources:     []string{credspeccrd.Resource},
+			Verbs:         []string{"use"},
+			ResourceNames: []string{CredentialSpecName(a)},
+		}},
+	}
 }
 
 // Subjects returns, per namespace, the subjects to bind: the listed
@@ -212,23 +219,16 @@ func Namespaces(subjects map[string][]rbacv1.Subject) []string {
 }
 
 // DesiredRoleBinding returns the RoleBinding of one namespace.
-func DesiredRoleBinding(a *gmsav1alpha1.GmsaAccount, namespace string, subjects []rbacv1.Subject) *rbacv1ac.RoleBindingApplyConfiguration {
-	rb := rbacv1ac.RoleBinding(RoleBindingName(a), namespace).
-		WithLabels(Labels(a)).
-		WithOwnerReferences(OwnerReference(a)).
-		WithRoleRef(rbacv1ac.RoleRef().
-			WithAPIGroup(rbacv1.GroupName).
-			WithKind("ClusterRole").
-			WithName(ClusterRoleName(a)))
-	for _, s := range subjects {
-		sub := rbacv1ac.Subject().WithKind(s.Kind).WithName(s.Name)
-		if s.APIGroup != "" {
-			sub.WithAPIGroup(s.APIGroup)
-		}
-		if s.Namespace != "" {
-			sub.WithNamespace(s.Namespace)
-		}
-		rb.WithSubjects(sub)
+func DesiredRoleBinding(a *gmsav1alpha1.GmsaAccount, namespace string, subjects []rbacv1.Subject) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		TypeMeta: metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            RoleBindingName(a),
+			Namespace:       namespace,
+			Labels:          Labels(a),
+			OwnerReferences: []metav1.OwnerReference{OwnerReference(a)},
+		},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleName(a)},
+		Subjects: subjects,
 	}
-	return rb
 }

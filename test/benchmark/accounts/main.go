@@ -104,7 +104,7 @@ func run(sizesFlag string, concurrency, qps, unrelated int, managerBin string) e
 		if err != nil {
 			return err
 		}
-		op, err := operator(ctx, c, n, concurrency)
+		op, err := operator(ctx, cfg, c, n, concurrency)
 		if err != nil {
 			return err
 		}
@@ -229,31 +229,43 @@ func baseline(ctx context.Context, c client.Client, n, workers int) (time.Durati
 	return time.Since(start), err
 }
 
-// operator creates n GmsaAccounts and returns the time until all are Ready.
-func operator(ctx context.Context, c client.Client, n, workers int) (time.Duration, error) {
+// operator creates n GmsaAccounts and returns the time until all are Ready,
+// as seen through a watch (polling lists would load the API server).
+func operator(ctx context.Context, cfg *rest.Config, c client.Client, n, workers int) (time.Duration, error) {
 	prefix := fmt.Sprintf("acct%d", n)
-	start := time.Now()
-	if err := parallel(n, workers, func(i int) error { return c.Create(ctx, benchAccount(prefix, i)) }); err != nil {
+	wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
 		return 0, err
 	}
-	deadline := start.Add(30 * time.Minute)
-	for time.Now().Before(deadline) {
-		list := &gmsav1alpha1.GmsaAccountList{}
-		if err := c.List(ctx, list); err != nil {
-			return 0, err
-		}
-		ready := 0
-		for _, a := range list.Items {
-			if strings.HasPrefix(a.Name, prefix+"-") && meta.IsStatusConditionTrue(a.Status.Conditions, gmsav1alpha1.ConditionReady) {
-				ready++
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	w, err := wc.Watch(ctx, &gmsav1alpha1.GmsaAccountList{})
+	if err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+
+	start := time.Now()
+	created := make(chan error, 1)
+	go func() { created <- parallel(n, workers, func(i int) error { return c.Create(ctx, benchAccount(prefix, i)) }) }()
+	ready := map[string]bool{}
+	for len(ready) < n {
+		select {
+		case err := <-created:
+			if err != nil {
+				return 0, err
+			}
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return 0, fmt.Errorf("watch closed with %d of %d accounts Ready", len(ready), n)
+			}
+			a, isAccount := ev.Object.(*gmsav1alpha1.GmsaAccount)
+			if isAccount && strings.HasPrefix(a.Name, prefix+"-") && meta.IsStatusConditionTrue(a.Status.Conditions, gmsav1alpha1.ConditionReady) {
+				ready[a.Name] = true
 			}
 		}
-		if ready == n {
-			return time.Since(start), nil
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("%d accounts not Ready after 30 minutes", n)
+	return time.Since(start), nil
 }
 
 // noise adds n Secrets and n RoleBindings that the operator must ignore.
