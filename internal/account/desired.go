@@ -10,8 +10,8 @@ import (
 	"sort"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspec"

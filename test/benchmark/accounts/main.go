@@ -247,7 +247,9 @@ func operator(ctx context.Context, cfg *rest.Config, c client.Client, n, workers
 
 	start := time.Now()
 	created := make(chan error, 1)
-	go func() { created <- parallel(n, workers, func(i int) error { return c.Create(ctx, benchAccount(prefix, i)) }) }()
+	go func() {
+		created <- parallel(n, workers, func(i int) error { return c.Create(ctx, benchAccount(prefix, i)) })
+	}()
 	ready := map[string]bool{}
 	for len(ready) < n {
 		select {
