@@ -293,6 +293,9 @@ func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acc
 		return p, err
 	}
 	if current != nil && !controlledBy(current, acct) {
+		// The cache drops managedFields; read the object once more to say
+		// who made it.
+		_ = r.APIReader.Get(ctx, client.ObjectKey{Name: name}, current)
 		return &account.Problem{Kind: account.Stalled, Reason: gmsav1alpha1.ReasonCredentialSpecConflict,
 			Message: fmt.Sprintf("GMSACredentialSpec %q already exists and %s; it is left unchanged. Grant its use with credentialSpec.existing, or choose another credentialSpecName", name, describeOwner(current))}, nil
 	}
@@ -527,6 +530,12 @@ func refTo(obj client.Object) *corev1.ObjectReference {
 	return &corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
 
+func (c *changeLog) merge(o *changeLog) {
+	c.created = append(c.created, o.created...)
+	c.updated = append(c.updated, o.updated...)
+	c.deleted = append(c.deleted, o.deleted...)
+}
+
 // record emits one Event per kind of change. The first object changed is
 // the Event's related object, so that Events of different reconciles are
 // not folded into one series.
@@ -554,25 +563,56 @@ func (c *changeLog) record(rec recorder.EventRecorder, acct *gmsav1alpha1.GmsaAc
 // exists, and deletes the bindings of namespaces no longer listed.
 func (r *GmsaAccountReconciler) reconcileRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) (bound []rbacv1.Subject, pending []string, problem *account.Problem, err error) {
 	subjects := account.Subjects(acct)
-	var conflicts []string
-	for _, ns := range account.Namespaces(subjects) {
-		exists, err := r.namespaceUsable(ctx, ns)
-		if err != nil {
-			return bound, pending, nil, err
+	namespaces := account.Namespaces(subjects)
+	// Namespaces are independent: bind them in parallel, so that the
+	// latency of a reconcile does not grow with their number.
+	type result struct {
+		pending bool
+		problem *account.Problem
+		changes changeLog
+		err     error
+	}
+	results := make([]result, len(namespaces))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i, ns := range namespaces {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			res := &results[i]
+			exists, err := r.namespaceUsable(ctx, ns)
+			if err != nil || !exists {
+				res.pending, res.err = !exists, err
+				return
+			}
+			res.problem, res.err = r.reconcileRoleBinding(ctx, acct, ns, subjects[ns], &res.changes)
+			if res.err != nil {
+				res.err = fmt.Errorf("RoleBinding %s/%s: %w", ns, account.RoleBindingName(acct), res.err)
+			}
+		}()
+	}
+	wg.Wait()
+	var (
+		conflicts []string
+		errs      []error
+	)
+	for i, res := range results {
+		changes.merge(&res.changes)
+		switch {
+		case res.err != nil:
+			errs = append(errs, res.err)
+		case res.pending:
+			pending = append(pending, namespaces[i])
+		case res.problem != nil:
+			conflicts = append(conflicts, res.problem.Message)
+		default:
+			bound = append(bound, subjects[namespaces[i]]...)
 		}
-		if !exists {
-			pending = append(pending, ns)
-			continue
-		}
-		p, err := r.reconcileRoleBinding(ctx, acct, ns, subjects[ns], changes)
-		if err != nil {
-			return bound, pending, nil, fmt.Errorf("RoleBinding %s/%s: %w", ns, account.RoleBindingName(acct), err)
-		}
-		if p != nil {
-			conflicts = append(conflicts, p.Message)
-			continue
-		}
-		bound = append(bound, subjects[ns]...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return bound, pending, nil, err
 	}
 	if err := r.deleteStaleRoleBindings(ctx, acct, subjects, changes); err != nil {
 		return bound, pending, nil, err

@@ -379,6 +379,18 @@ var _ = Describe("GmsaAccount controller", func() {
 		Expect(cs.GetResourceVersion()).To(Equal(rv))
 	})
 
+	It("renames the credspec when credentialSpecName changes, and deletes the one it no longer uses", func() {
+		Expect(k8s.Create(ctx, newAccount("renamed", contoso("Renamed"), sa("default", "renamed")))).To(Succeed())
+		eventuallyReady("renamed")
+		updateAccount("renamed", func(a *gmsav1alpha1.GmsaAccount) { a.Spec.CredentialSpecName = "renamed-v2" })
+		Eventually(credSpecExists("renamed-v2")).Should(BeTrue())
+		Eventually(credSpecExists("renamed")).Should(BeFalse())
+		Eventually(func() bool { return mayUse("default", "renamed", "renamed-v2") }).Should(BeTrue())
+		Eventually(func() bool { return mayUse("default", "renamed", "renamed") }).Should(BeFalse())
+		eventuallyReady("renamed")
+		Expect(getAccount("renamed").Status.CredentialSpecName).To(Equal("renamed-v2"))
+	})
+
 	It("removes everything it generated when the GmsaAccount is deleted", func() {
 		createNamespace("gone")
 		Expect(k8s.Create(ctx, newAccount("doomed", contoso("Doomed"), sa("gone", "app")))).To(Succeed())

@@ -65,6 +65,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Scheme: scheme.New(),
 		Cache: cache.Options{
 			SyncPeriod: opts.SyncPeriod,
+			// Nothing reads managedFields from the cache: dropping them
+			// saves a large share of its memory.
+			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&rbacv1.ClusterRole{}: managed,
 				&rbacv1.RoleBinding{}: managed,
