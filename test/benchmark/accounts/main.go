@@ -243,7 +243,7 @@ func operator(ctx context.Context, cfg *rest.Config, c client.Client, n, workers
 	if err != nil {
 		return 0, err
 	}
-	defer w.Stop()
+	defer func() { w.Stop() }()
 
 	start := time.Now()
 	created := make(chan error, 1)
@@ -259,7 +259,12 @@ func operator(ctx context.Context, cfg *rest.Config, c client.Client, n, workers
 			}
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				return 0, fmt.Errorf("watch closed with %d of %d accounts Ready", len(ready), n)
+				// The API server may end a watch at any time; a new one
+				// starts with the current state of every account.
+				if w, err = wc.Watch(ctx, &gmsav1alpha1.GmsaAccountList{}); err != nil {
+					return 0, fmt.Errorf("watch again with %d of %d accounts Ready: %w", len(ready), n, err)
+				}
+				continue
 			}
 			a, isAccount := ev.Object.(*gmsav1alpha1.GmsaAccount)
 			if isAccount && strings.HasPrefix(a.Name, prefix+"-") && meta.IsStatusConditionTrue(a.Status.Conditions, gmsav1alpha1.ConditionReady) {
