@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ import (
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/internal/account"
 	"github.com/gmsa-operator/gmsa-operator/internal/scheme"
+	"github.com/gmsa-operator/gmsa-operator/test/benchmark/report"
 	"github.com/gmsa-operator/gmsa-operator/test/harness"
 )
 
@@ -47,14 +49,15 @@ func main() {
 	qps := flag.Int("qps", 200, "request rate limit of the baseline client and of the manager")
 	unrelated := flag.Int("unrelated", 10000, "unrelated Secrets and RoleBindings (each) added before the second memory reading")
 	managerBin := flag.String("manager", "bin/manager", "manager binary")
+	out := flag.String("out", "", "also write the report into this Markdown file's accounts section (docs/benchmarks.md)")
 	flag.Parse()
-	if err := run(*sizes, *concurrency, *qps, *unrelated, *managerBin); err != nil {
+	if err := run(*sizes, *concurrency, *qps, *unrelated, *managerBin, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "benchmark failed:", err)
 		os.Exit(1)
 	}
 }
 
-func run(sizesFlag string, concurrency, qps, unrelated int, managerBin string) error {
+func run(sizesFlag string, concurrency, qps, unrelated int, managerBin, out string) error {
 	var sizes []int
 	for _, s := range strings.Split(sizesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -91,10 +94,14 @@ func run(sizesFlag string, concurrency, qps, unrelated int, managerBin string) e
 	}
 	defer mgr.stop()
 
-	fmt.Printf("## GmsaAccount convergence\n\n")
-	fmt.Printf("Each GmsaAccount grants 3 service accounts in 3 namespaces. Baseline: a plain client creates the same objects (1 credspec, 1 ClusterRole, 3 RoleBindings per account) directly. Both at %d workers and %d requests/s (burst %d), on one local kube-apiserver + etcd, 2 cores.\n\n", concurrency, qps, 2*qps)
-	fmt.Println("| accounts | baseline | operator (all Ready) | ratio | operator writes per account |")
-	fmt.Println("|---:|---:|---:|---:|---:|")
+	var w strings.Builder
+	printf := func(format string, args ...any) { fmt.Fprintf(&w, format, args...); fmt.Printf(format, args...) }
+	printf("## GmsaAccount convergence\n\n")
+	printf("Command: `make bench-accounts` (`go run ./test/benchmark/accounts -out docs/benchmarks.md`)  \n")
+	printf("Measured: %s, %s/%s, %d CPUs, %s.\n\n", time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	printf("Each GmsaAccount grants 3 service accounts in 3 namespaces. Baseline: a plain client creates the same objects (1 credspec, 1 ClusterRole, 3 RoleBindings per account) directly. Both at %d workers and %d requests/s (burst %d), on one local kube-apiserver + etcd, 2 cores.\n\n", concurrency, qps, 2*qps)
+	printf("| accounts | baseline | operator (all Ready) | ratio | operator writes per account |\n")
+	printf("|---:|---:|---:|---:|---:|\n")
 	for _, n := range sizes {
 		base, err := baseline(ctx, c, n, concurrency)
 		if err != nil {
@@ -113,7 +120,7 @@ func run(sizesFlag string, concurrency, qps, unrelated int, managerBin string) e
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| %d | %.1fs | %.1fs | %.2f | %.1f |\n", n, base.Seconds(), op.Seconds(), op.Seconds()/base.Seconds(), (writesAfter-writesBefore)/float64(n))
+		printf("| %d | %.1fs | %.1fs | %.2f | %.1f |\n", n, base.Seconds(), op.Seconds(), op.Seconds()/base.Seconds(), (writesAfter-writesBefore)/float64(n))
 	}
 
 	heap0, rss0, err := mgr.memory()
@@ -131,13 +138,16 @@ func run(sizesFlag string, concurrency, qps, unrelated int, managerBin string) e
 		return err
 	}
 	mib := func(b float64) float64 { return b / (1 << 20) }
-	fmt.Printf("\n## Manager memory against unrelated objects\n\n")
-	fmt.Printf("After convergence of all accounts above; then %d Secrets and %d RoleBindings without the operator's labels were added (%.0fs). Lowest of 5 readings, 1 s apart.\n\n", unrelated, unrelated, noiseTime.Seconds())
-	fmt.Println("| reading | heap in use | RSS |")
-	fmt.Println("|---|---:|---:|")
-	fmt.Printf("| before | %.1f MiB | %.1f MiB |\n", mib(heap0), mib(rss0))
-	fmt.Printf("| after %d unrelated objects | %.1f MiB | %.1f MiB |\n", 2*unrelated, mib(heap1), mib(rss1))
-	fmt.Printf("| ratio | %.2f | %.2f |\n", heap1/heap0, rss1/rss0)
+	printf("\n## Manager memory against unrelated objects\n\n")
+	printf("After convergence of all accounts above; then %d Secrets and %d RoleBindings without the operator's labels were added (%.0fs). Lowest of 5 readings, 1 s apart.\n\n", unrelated, unrelated, noiseTime.Seconds())
+	printf("| reading | heap in use | RSS |\n")
+	printf("|---|---:|---:|\n")
+	printf("| before | %.1f MiB | %.1f MiB |\n", mib(heap0), mib(rss0))
+	printf("| after %d unrelated objects | %.1f MiB | %.1f MiB |\n", 2*unrelated, mib(heap1), mib(rss1))
+	printf("| ratio | %.2f | %.2f |\n", heap1/heap0, rss1/rss0)
+	if out != "" {
+		return report.WriteSection(out, "accounts-benchmark", w.String())
+	}
 	return nil
 }
 
