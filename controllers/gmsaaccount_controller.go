@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -18,7 +19,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -51,12 +51,13 @@ const (
 
 // The GmsaAccount controller's permissions. It may grant `use` of credspecs
 // only because it holds `use` itself (RBAC escalation prevention); it never
-// uses a credspec.
+// uses a credspec. finalizers/update lets it set blockOwnerDeletion on the
+// owner references of what it generates.
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts,verbs=get;list;watch
-// +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts/status,verbs=get;patch
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts/finalizers,verbs=update
-// +kubebuilder:rbac:groups=windows.k8s.io,resources=gmsacredentialspecs,verbs=get;list;watch;create;update;patch;delete;use
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=windows.k8s.io,resources=gmsacredentialspecs,verbs=get;list;watch;create;update;delete;use
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;rolebindings,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -195,6 +196,11 @@ func (r *GmsaAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if perr := r.writeStatus(ctx, acct, outcome); perr != nil {
 		return ctrl.Result{}, errors.Join(err, perr)
 	}
+	if err == nil && outcome.Problem != nil && outcome.Problem.Reason == gmsav1alpha1.ReasonRBACConflict {
+		// The foreign object is invisible to the label-restricted cache:
+		// its deletion brings no event, so look again later.
+		return ctrl.Result{RequeueAfter: time.Minute}, nil
+	}
 	return ctrl.Result{}, err
 }
 
@@ -210,8 +216,8 @@ func (r *GmsaAccountReconciler) writeStatus(ctx context.Context, acct *gmsav1alp
 	}
 	patch := client.MergeFrom(acct.DeepCopy())
 	acct.Status = next
-	if err := r.Client.Status().Patch(ctx, acct, patch); err != nil {
-		return fmt.Errorf("write status: %w", client.IgnoreNotFound(err))
+	if err := r.Client.Status().Patch(ctx, acct, patch); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("write status: %w", err)
 	}
 	return nil
 }
@@ -235,15 +241,16 @@ func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha
 		return o, fmt.Errorf("credspec %q: %w", o.CredentialSpecName, err)
 	}
 	if problem != nil && problem.Kind == account.Stalled {
-		// Never grant use of a credspec that is not this account's.
+		// Never grant use of a credspec that is not this account's: take
+		// back a grant made before the conflict arose.
 		o.Problem = problem
-		return o, nil
+		return o, r.revoke(ctx, acct, changes)
 	}
 	if err := r.deleteStaleCredentialSpecs(ctx, acct, changes); err != nil {
 		return o, err
 	}
 
-	rbacProblem, err := r.ensure(ctx, acct, account.DesiredClusterRole(acct), &rbacv1.ClusterRole{}, clusterRoleUpToDate, changes)
+	rbacProblem, err := r.ensure(ctx, acct, account.DesiredClusterRole(acct), &rbacv1.ClusterRole{}, repairClusterRole, changes)
 	if err != nil {
 		return o, fmt.Errorf("ClusterRole %q: %w", account.ClusterRoleName(acct), err)
 	}
@@ -290,6 +297,13 @@ func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acc
 	}
 
 	if p, err := r.olderClaim(ctx, acct, name); err != nil || p != nil {
+		if err == nil && current != nil && controlledBy(current, acct) {
+			// The older account gets the name: give up the credspec.
+			err = r.deleteOwned(ctx, current)
+			if err == nil {
+				changes.deleted = append(changes.deleted, refTo(current))
+			}
+		}
 		return p, err
 	}
 	if current != nil && !controlledBy(current, acct) {
@@ -305,9 +319,7 @@ func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acc
 	}
 	current = &unstructured.Unstructured{}
 	current.SetGroupVersionKind(CredentialSpecGVK)
-	p, err := r.ensure(ctx, acct, desired, current, func(cur, want client.Object) bool {
-		return credSpecUpToDate(cur.(*unstructured.Unstructured), want.(*unstructured.Unstructured))
-	}, changes)
+	p, err := r.ensure(ctx, acct, desired, current, repairCredentialSpec, changes)
 	if p != nil && p.Reason == gmsav1alpha1.ReasonRBACConflict {
 		p.Reason = gmsav1alpha1.ReasonCredentialSpecConflict
 	}
@@ -380,25 +392,23 @@ func managerOf(obj metav1.Object) string {
 	return ""
 }
 
-func credSpecUpToDate(current, desired *unstructured.Unstructured) bool {
-	if !hasLabels(current.GetLabels(), desired.GetLabels()) {
-		return false
+// revoke deletes the account's ClusterRole, so that its RoleBindings grant
+// nothing while the account is stalled.
+func (r *GmsaAccountReconciler) revoke(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) error {
+	cr := &rbacv1.ClusterRole{}
+	err := r.Client.Get(ctx, client.ObjectKey{Name: account.ClusterRoleName(acct)}, cr)
+	if apierrors.IsNotFound(err) {
+		return nil
 	}
-	if ref := metav1.GetControllerOf(current); ref == nil || ref.UID != desired.GetOwnerReferences()[0].UID {
-		return false
+	if err != nil || !controlledBy(cr, acct) {
+		return err
 	}
-	a, _ := json.Marshal(current.Object["credspec"])
-	b, _ := json.Marshal(desired.Object["credspec"])
-	return bytes.Equal(a, b)
-}
-
-func hasLabels(have, want map[string]string) bool {
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
+	if err := r.deleteOwned(ctx, cr); err != nil {
+		return fmt.Errorf("revoke ClusterRole %q: %w", cr.Name, err)
 	}
-	return true
+	cr.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("ClusterRole"))
+	changes.deleted = append(changes.deleted, refTo(cr))
+	return nil
 }
 
 // deleteStaleCredentialSpecs removes credspecs this account generated
@@ -409,10 +419,9 @@ func (r *GmsaAccountReconciler) deleteStaleCredentialSpecs(ctx context.Context, 
 	if err := r.Client.List(ctx, list, client.MatchingFields{indexAccount: acct.Name}); err != nil {
 		return fmt.Errorf("list credspecs: %w", err)
 	}
-	keep := ""
-	if account.ModeOf(acct) != account.ModeExisting {
-		keep = account.CredentialSpecName(acct)
-	}
+	// The credspec of the current name is never stale, even when the
+	// account now only references it.
+	keep := account.CredentialSpecName(acct)
 	for i := range list.Items {
 		cs := &list.Items[i]
 		if cs.GetName() == keep || !controlledBy(cs, acct) {
@@ -442,7 +451,7 @@ func (r *GmsaAccountReconciler) deleteOwned(ctx context.Context, obj client.Obje
 // differs from the desired one is put back with server-side apply. A
 // conflict is returned as a Problem; it never writes to a foreign object.
 func (r *GmsaAccountReconciler) ensure(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, desired, current client.Object,
-	upToDate func(current, desired client.Object) bool, changes *changeLog) (*account.Problem, error) {
+	repair func(current, desired client.Object) bool, changes *changeLog) (*account.Problem, error) {
 	kind := desired.GetObjectKind().GroupVersionKind().Kind
 	key := client.ObjectKeyFromObject(desired)
 	id := objectID{kind: kind, key: key}
@@ -475,39 +484,75 @@ func (r *GmsaAccountReconciler) ensure(ctx context.Context, acct *gmsav1alpha1.G
 		r.foreignObjects.Store(id, struct{}{})
 		return r.foreign(kind, current), nil
 	}
-	if upToDate(current, desired) {
+	if !repair(current, desired) {
 		return nil, nil
 	}
-	if err := r.apply(ctx, desired); err != nil {
-		return nil, fmt.Errorf("apply %s %s: %w", kind, key, err)
+	// An update carries the resourceVersion that was read: if the object
+	// was replaced meanwhile (by someone else, perhaps), it fails with a
+	// conflict and is looked at again, never overwritten.
+	if err := r.Client.Update(ctx, current, client.FieldOwner(gmsav1alpha1.FieldManager)); err != nil {
+		return nil, fmt.Errorf("update %s %s: %w", kind, key, err)
 	}
 	changes.updated = append(changes.updated, refTo(desired))
 	return nil, nil
 }
 
-// apply writes an object of the operator with server-side apply, taking
-// back any field someone else changed.
-func (r *GmsaAccountReconciler) apply(ctx context.Context, obj client.Object) error {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-		if err != nil {
-			return err
-		}
-		u = &unstructured.Unstructured{Object: m}
-		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
-	}
-	return r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(gmsav1alpha1.FieldManager), client.ForceOwnership)
-}
-
-func clusterRoleUpToDate(current, desired client.Object) bool {
+// repairClusterRole puts the desired rules and labels into current and
+// says whether anything changed.
+func repairClusterRole(current, desired client.Object) bool {
 	cur, want := current.(*rbacv1.ClusterRole), desired.(*rbacv1.ClusterRole)
-	return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Rules, want.Rules) && cur.AggregationRule == nil
+	changed := mergeLabels(cur, want.Labels)
+	if !equality.Semantic.DeepEqual(cur.Rules, want.Rules) || cur.AggregationRule != nil {
+		cur.Rules, cur.AggregationRule = want.Rules, nil
+		changed = true
+	}
+	return changed
 }
 
-func roleBindingUpToDate(current, desired client.Object) bool {
+// repairRoleBinding puts the desired subjects and labels into current and
+// says whether anything changed.
+func repairRoleBinding(current, desired client.Object) bool {
 	cur, want := current.(*rbacv1.RoleBinding), desired.(*rbacv1.RoleBinding)
-	return hasLabels(cur.Labels, want.Labels) && equality.Semantic.DeepEqual(cur.Subjects, want.Subjects)
+	changed := mergeLabels(cur, want.Labels)
+	if !equality.Semantic.DeepEqual(cur.Subjects, want.Subjects) {
+		cur.Subjects = want.Subjects
+		changed = true
+	}
+	return changed
+}
+
+// repairCredentialSpec replaces the credspec content wholly (so that keys
+// no longer wanted disappear) and the labels, and says whether anything
+// changed.
+func repairCredentialSpec(current, desired client.Object) bool {
+	cur, want := current.(*unstructured.Unstructured), desired.(*unstructured.Unstructured)
+	changed := mergeLabels(cur, want.GetLabels())
+	a, _ := json.Marshal(cur.Object["credspec"])
+	b, _ := json.Marshal(want.Object["credspec"])
+	if !bytes.Equal(a, b) {
+		cur.Object["credspec"] = want.Object["credspec"]
+		changed = true
+	}
+	return changed
+}
+
+// mergeLabels sets the wanted labels on obj, keeping any others.
+func mergeLabels(obj metav1.Object, want map[string]string) bool {
+	labels := obj.GetLabels()
+	changed := false
+	for k, v := range want {
+		if labels[k] != v {
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[k] = v
+			changed = true
+		}
+	}
+	if changed {
+		obj.SetLabels(labels)
+	}
+	return changed
 }
 
 func (r *GmsaAccountReconciler) foreign(kind string, obj client.Object) *account.Problem {
@@ -644,7 +689,7 @@ func (r *GmsaAccountReconciler) reconcileRoleBinding(ctx context.Context, acct *
 			return nil, err
 		}
 	}
-	return r.ensure(ctx, acct, desired, &rbacv1.RoleBinding{}, roleBindingUpToDate, changes)
+	return r.ensure(ctx, acct, desired, &rbacv1.RoleBinding{}, repairRoleBinding, changes)
 }
 
 func (r *GmsaAccountReconciler) deleteStaleRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, subjects map[string][]rbacv1.Subject, changes *changeLog) error {

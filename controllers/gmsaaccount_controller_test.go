@@ -226,6 +226,44 @@ var _ = Describe("GmsaAccount controller", func() {
 		Expect(hac).To(Equal(map[string]string{"PortableCcgVersion": "1", "PluginGUID": "{CCC2A336-D7F3-4818-A213-272B7924213E}", "PluginInput": "ObjectId=abc;SecretUri=def"}))
 	})
 
+	It("removes HostAccountConfig from the credspec when hostAccount is removed from the spec", func() {
+		src := contoso("Ccg")
+		src.HostAccount = &gmsav1alpha1.HostAccount{PluginGUID: "{CCC2A336-D7F3-4818-A213-272B7924213E}", PortableCcgVersion: "1", PluginInput: "ObjectId=abc"}
+		Expect(k8s.Create(ctx, newAccount("ccg", src, sa("default", "ccg")))).To(Succeed())
+		eventuallyReady("ccg")
+		updateAccount("ccg", func(a *gmsav1alpha1.GmsaAccount) { a.Spec.CredentialSpec.HostAccount = nil })
+		Eventually(func() bool {
+			cs, err := getCredSpec("ccg")
+			Expect(err).NotTo(HaveOccurred())
+			_, found, _ := unstructured.NestedMap(cs.Object, "credspec", "ActiveDirectoryConfig", "HostAccountConfig")
+			return found
+		}, 10*time.Second).Should(BeFalse())
+		eventuallyReady("ccg")
+	})
+
+	It("takes back the grant of an account that loses its credspec name to an older account", func() {
+		Expect(k8s.Create(ctx, newAccount("elder", contoso("Elder"), sa("default", "elder")))).To(Succeed())
+		eventuallyReady("elder")
+		Expect(k8s.Create(ctx, newAccount("younger", contoso("Younger"), sa("default", "younger")))).To(Succeed())
+		eventuallyReady("younger")
+		Eventually(func() bool { return mayUse("default", "younger", "younger") }).Should(BeTrue())
+
+		By("the older account now asks for the name the younger one holds")
+		updateAccount("elder", func(a *gmsav1alpha1.GmsaAccount) { a.Spec.CredentialSpecName = "younger" })
+		Eventually(condition("younger", gmsav1alpha1.ConditionStalled)).Should(haveStatus(metav1.ConditionTrue, gmsav1alpha1.ReasonCredentialSpecConflict))
+		Eventually(func() string {
+			cs, err := getCredSpec("younger")
+			if err != nil {
+				return ""
+			}
+			v, _, _ := unstructured.NestedString(cs.Object, "credspec", "DomainJoinConfig", "MachineAccountName")
+			return v
+		}).Should(Equal("Elder"), "the older account gets the name")
+		Eventually(func() bool { return mayUse("default", "younger", "younger") }).Should(BeFalse(), "the younger account's service accounts must not use the elder's gMSA")
+		Eventually(func() bool { return mayUse("default", "elder", "younger") }).Should(BeTrue())
+		eventuallyReady("elder")
+	})
+
 	It("binds a namespace as soon as it is created", func() {
 		Expect(k8s.Create(ctx, newAccount("later", contoso("Later"), sa("not-yet", "app")))).To(Succeed())
 		Eventually(condition("later", gmsav1alpha1.ConditionReady)).Should(haveStatus(metav1.ConditionTrue, gmsav1alpha1.ReasonSucceeded))
@@ -274,7 +312,10 @@ var _ = Describe("GmsaAccount controller", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "drift", Name: "gmsa:drift"}, rb)).To(Succeed())
 		rb.Subjects = append(rb.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Namespace: "drift", Name: "intruder"})
 		Expect(k8s.Update(ctx, rb)).To(Succeed())
-		Eventually(func() bool { return mayUse("drift", "intruder", "drift") }, 10*time.Second).Should(BeFalse())
+		Eventually(func() []rbacv1.Subject {
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "drift", Name: "gmsa:drift"}, rb)).To(Succeed())
+			return rb.Subjects
+		}, 10*time.Second).Should(Equal([]rbacv1.Subject{{Kind: "ServiceAccount", Namespace: "drift", Name: "app"}}))
 
 		By("a deleted RoleBinding is recreated")
 		Expect(k8s.Delete(ctx, rb)).To(Succeed())

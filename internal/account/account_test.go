@@ -148,6 +148,12 @@ func TestStatus(t *testing.T) {
 		t.Error("a stalled account reports no ClusterRole")
 	}
 
+	a.Status = stalled
+	restalled := Status(a, Outcome{CredentialSpecName: "webapp1", Problem: &Problem{Kind: Stalled, Reason: gmsav1alpha1.ReasonCredentialSpecConflict, Message: "taken by someone else"}}, metav1.NewTime(t1.Add(time.Hour)))
+	if c := meta.FindStatusCondition(restalled.Conditions, gmsav1alpha1.ConditionReady); !c.LastTransitionTime.Equal(&t1) || c.Message != "taken by someone else" {
+		t.Errorf("a new message without a new status must keep lastTransitionTime: %+v", c)
+	}
+
 	a.Generation = 4
 	transient := Status(a, Outcome{Problem: &Problem{Kind: Transient, Reason: gmsav1alpha1.ReasonReconcileError, Message: "etcd"}}, t1)
 	if transient.ObservedGeneration != 3 {

@@ -59,11 +59,9 @@ func Status(a *gmsav1alpha1.GmsaAccount, o Outcome, now metav1.Time) gmsav1alpha
 	st.ClusterRoleName = o.ClusterRoleName
 	st.BoundSubjects = o.BoundSubjects
 	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
-		c := metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: a.Generation}
-		if meta.SetStatusCondition(&st.Conditions, c) {
-			// SetStatusCondition uses the wall clock; keep the function pure.
-			meta.FindStatusCondition(st.Conditions, t).LastTransitionTime = now
-		}
+		// lastTransitionTime changes only with the condition's status.
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg,
+			ObservedGeneration: a.Generation, LastTransitionTime: now})
 	}
 	p := o.Problem
 	switch {

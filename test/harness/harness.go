@@ -124,11 +124,11 @@ func Start(opts Options) (_ *Env, err error) {
 	if opts.ServiceCIDR == "" {
 		opts.ServiceCIDR = DefaultServiceCIDR
 	}
-	dir, err := os.MkdirTemp("", "gmsa-harness-")
+	credspecCRD, err := credspeccrd.CRD()
 	if err != nil {
 		return nil, err
 	}
-	credspecCRD, err := credspeccrd.CRD()
+	dir, err := os.MkdirTemp("", "gmsa-harness-")
 	if err != nil {
 		return nil, err
 	}
