@@ -264,6 +264,24 @@ var _ = Describe("GmsaAccount controller", func() {
 		eventuallyReady("elder")
 	})
 
+	It("copies a raw credspec as it is given", func() {
+		raw := &gmsav1alpha1.RawCredentialSpec{
+			CmsPlugins: []string{"ActiveDirectory"},
+			DomainJoinConfig: gmsav1alpha1.RawDomainJoinConfig{Sid: "S-1-5-21-1-2-3", MachineAccountName: "RawApp",
+				Guid: "244818ae-87ac-4fcd-92ec-e79e5252348a", DnsName: "fabrikam.com", NetBiosName: "FABRIKAM"},
+			ActiveDirectoryConfig: gmsav1alpha1.RawActiveDirectoryConfig{
+				GroupManagedServiceAccounts: []gmsav1alpha1.RawGroupManagedServiceAccount{{Name: "RawApp", Scope: "fabrikam.com"}},
+			},
+		}
+		Expect(k8s.Create(ctx, newAccount("rawapp", gmsav1alpha1.CredentialSpecSource{Raw: raw}, sa("default", "rawapp")))).To(Succeed())
+		eventuallyReady("rawapp")
+		cs, err := getCredSpec("rawapp")
+		Expect(err).NotTo(HaveOccurred())
+		got, _ := json.Marshal(cs.Object["credspec"])
+		want, _ := json.Marshal(raw)
+		Expect(got).To(MatchJSON(want))
+	})
+
 	It("binds a namespace as soon as it is created", func() {
 		Expect(k8s.Create(ctx, newAccount("later", contoso("Later"), sa("not-yet", "app")))).To(Succeed())
 		Eventually(condition("later", gmsav1alpha1.ConditionReady)).Should(haveStatus(metav1.ConditionTrue, gmsav1alpha1.ReasonSucceeded))

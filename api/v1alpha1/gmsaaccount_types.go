@@ -2,7 +2,6 @@ package v1alpha1
 
 import (
 	rbacv1 "k8s.io/api/rbac/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -143,19 +142,101 @@ type RawCredentialSpec struct {
 	// +kubebuilder:validation:items:MaxLength=64
 	CmsPlugins []string `json:"CmsPlugins"`
 
-	// DomainJoinConfig identifies the domain and the account (Sid,
-	// MachineAccountName, Guid, DnsTreeName, DnsName, NetBiosName).
+	// DomainJoinConfig identifies the domain and the account.
 	// +required
-	// +kubebuilder:validation:Type=object
-	// +kubebuilder:pruning:PreserveUnknownFields
-	DomainJoinConfig *apiextensionsv1.JSON `json:"DomainJoinConfig"`
+	DomainJoinConfig RawDomainJoinConfig `json:"DomainJoinConfig"`
 
-	// ActiveDirectoryConfig lists the gMSAs (GroupManagedServiceAccounts)
-	// and, for non-domain-joined nodes, the HostAccountConfig.
+	// ActiveDirectoryConfig lists the gMSAs and, for non-domain-joined
+	// nodes, the CCG plugin.
 	// +required
-	// +kubebuilder:validation:Type=object
-	// +kubebuilder:pruning:PreserveUnknownFields
-	ActiveDirectoryConfig *apiextensionsv1.JSON `json:"ActiveDirectoryConfig"`
+	ActiveDirectoryConfig RawActiveDirectoryConfig `json:"ActiveDirectoryConfig"`
+}
+
+// RawDomainJoinConfig is a credential spec's DomainJoinConfig.
+type RawDomainJoinConfig struct {
+	// Sid is the domain's SID (S-1-5-21-a-b-c).
+	// +required
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^S-1-5-21-[0-9]{1,10}-[0-9]{1,10}-[0-9]{1,10}$')",message="must be a domain SID of the form S-1-5-21-a-b-c"
+	Sid string `json:"Sid"`
+
+	// MachineAccountName is the gMSA's account name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=15
+	MachineAccountName string `json:"MachineAccountName"`
+
+	// Guid is the domain's GUID.
+	// +required
+	// +kubebuilder:validation:MaxLength=36
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$')",message="must be a GUID such as 244818ae-87ac-4fcd-92ec-e79e5252348a"
+	Guid string `json:"Guid"` //nolint:revive // Windows' spelling.
+
+	// DnsTreeName is the DNS name of the forest root.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	DnsTreeName string `json:"DnsTreeName,omitempty"` //nolint:revive // Windows' spelling.
+
+	// DnsName is the domain's DNS name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	DnsName string `json:"DnsName"` //nolint:revive // Windows' spelling.
+
+	// NetBiosName is the domain's NetBIOS name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=15
+	NetBiosName string `json:"NetBiosName"`
+}
+
+// RawActiveDirectoryConfig is a credential spec's ActiveDirectoryConfig.
+type RawActiveDirectoryConfig struct {
+	// GroupManagedServiceAccounts lists the gMSA under each scope (DNS and
+	// NetBIOS domain names).
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	GroupManagedServiceAccounts []RawGroupManagedServiceAccount `json:"GroupManagedServiceAccounts"`
+
+	// HostAccountConfig configures the CCG plugin of non-domain-joined
+	// nodes.
+	// +optional
+	HostAccountConfig *RawHostAccountConfig `json:"HostAccountConfig,omitempty"`
+}
+
+// RawGroupManagedServiceAccount is a gMSA under one scope.
+type RawGroupManagedServiceAccount struct {
+	// Name of the gMSA.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=15
+	Name string `json:"Name"`
+	// Scope is a DNS or NetBIOS domain name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Scope string `json:"Scope"`
+}
+
+// RawHostAccountConfig is a credential spec's HostAccountConfig.
+type RawHostAccountConfig struct {
+	// PortableCcgVersion is the portable CCG version, "1" today.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=8
+	PortableCcgVersion string `json:"PortableCcgVersion"`
+	// PluginGUID is the CCG plugin's COM class GUID in braces.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=38
+	PluginGUID string `json:"PluginGUID"`
+	// PluginInput is the plugin's input.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	PluginInput string `json:"PluginInput"`
 }
 
 // ExistingCredentialSpec names a GMSACredentialSpec made by someone else.

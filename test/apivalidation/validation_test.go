@@ -184,6 +184,27 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
       CmsPlugins: [ActiveDirectory]
       ActiveDirectoryConfig: {GroupManagedServiceAccounts: [{Name: WebApp1, Scope: contoso.com}]}`, oneSA),
 			"spec.credentialSpec.raw.DomainJoinConfig", "Required"}),
+		Entry("raw credspec with an empty DomainJoinConfig", badCase{
+			account("a18b", `
+    raw:
+      CmsPlugins: [ActiveDirectory]
+      DomainJoinConfig: {}
+      ActiveDirectoryConfig: {GroupManagedServiceAccounts: [{Name: WebApp1, Scope: contoso.com}]}`, oneSA),
+			"spec.credentialSpec.raw.DomainJoinConfig.Sid", "Required"}),
+		Entry("raw credspec with a bad SID", badCase{
+			account("a18c", `
+    raw:
+      CmsPlugins: [ActiveDirectory]
+      DomainJoinConfig: {Sid: S-1-5-32-544, MachineAccountName: WebApp1, Guid: 244818ae-87ac-4fcd-92ec-e79e5252348a, DnsName: contoso.com, NetBiosName: CONTOSO}
+      ActiveDirectoryConfig: {GroupManagedServiceAccounts: [{Name: WebApp1, Scope: contoso.com}]}`, oneSA),
+			"spec.credentialSpec.raw.DomainJoinConfig.Sid", "S-1-5-21-a-b-c"}),
+		Entry("raw credspec with an unknown key (strict field validation)", badCase{
+			account("a18d", `
+    raw:
+      CmsPlugins: [ActiveDirectory]
+      DomainJoinConfig: {Sid: S-1-5-21-1-2-3, MachineAccountName: WebApp1, Guid: 244818ae-87ac-4fcd-92ec-e79e5252348a, DnsName: contoso.com, NetBiosName: CONTOSO, DnsNmae: typo.com}
+      ActiveDirectoryConfig: {GroupManagedServiceAccounts: [{Name: WebApp1, Scope: contoso.com}]}`, oneSA),
+			"DnsNmae", "unknown field"}),
 		Entry("existing credspec named with capitals", badCase{
 			account("a19", `
     existing: {name: gmsa-WebApp1}`, oneSA),
