@@ -12,5 +12,7 @@ RUN GOOS=${TARGETOS} GOARCH=${TARGETARCH} make build VERSION=${VERSION}
 # Static binaries need nothing else: an empty image, a numeric non-root user.
 FROM scratch
 COPY --from=build /src/bin/manager /manager
+# The GmsaStack's webhook Deployment runs /webhook from this same image.
+COPY --from=build /src/bin/webhook /webhook
 USER 65532:65532
 ENTRYPOINT ["/manager"]

@@ -20,6 +20,7 @@ export KUBEBUILDER_ASSETS := $(CURDIR)/bin/k8s/$(KUBE_VERSION)-$(GOOS)-$(GOARCH)
 
 CONTROLLER_GEN := $(CURDIR)/bin/tools/controller-gen-$(CONTROLLER_GEN_VERSION)
 GO_TEST_FLAGS ?= -count=1 -timeout=45m
+FUZZ_TIME ?= 15s
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 ##@ General
@@ -35,8 +36,9 @@ demo: control-plane build ## Run the operator on a local control plane it starts
 	go run ./test/demo -manager bin/manager $(if $(KEEP),-keep)
 
 .PHONY: test
-test: verify-generated fmt-check vet control-plane ## Vet, check generated files, run unit and envtest suites.
+test: verify-generated fmt-check vet control-plane ## Vet, check generated files, run unit and envtest suites, fuzz the webhook briefly.
 	go test $(GO_TEST_FLAGS) ./...
+	go test ./internal/webhook -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZ_TIME)
 
 ##@ Development
 
@@ -71,8 +73,9 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: build
-build: ## Build the manager binary into bin/.
+build: ## Build the manager and webhook binaries into bin/.
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
+	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/webhook ./cmd/webhook
 
 .PHONY: run
 run: ## Run the manager against the cluster of the current kubeconfig.
@@ -92,3 +95,7 @@ $(CONTROLLER_GEN):
 .PHONY: clean
 clean: ## Remove built binaries (keeps the cached control plane and tools).
 	rm -f bin/manager bin/webhook
+
+.PHONY: bench-webhook
+bench-webhook: control-plane ## Admission latency and throughput against a baseline handler; writes docs/benchmarks.md.
+	go run ./test/benchmark/webhook -out docs/benchmarks.md $(BENCH_WEBHOOK_FLAGS)
