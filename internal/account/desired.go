@@ -5,7 +5,6 @@
 package account
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -98,15 +97,11 @@ func CredentialSpecContent(a *gmsav1alpha1.GmsaAccount) (map[string]any, error) 
 		if err != nil {
 			return nil, err
 		}
-		return cs.Map()
+		return credspec.Map(cs)
 	case ModeRaw:
-		b, err := json.Marshal(a.Spec.CredentialSpec.Raw)
+		m, err := credspec.Map(a.Spec.CredentialSpec.Raw)
 		if err != nil {
-			return nil, fmt.Errorf("encode spec.credentialSpec.raw: %w", err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("decode spec.credentialSpec.raw: %w", err)
+			return nil, fmt.Errorf("spec.credentialSpec.raw: %w", err)
 		}
 		if err := credspec.Check(m); err != nil {
 			return nil, fmt.Errorf("spec.credentialSpec.raw: %w", err)

@@ -11,42 +11,9 @@ import (
 )
 
 // CredentialSpec is the content of a GMSACredentialSpec's credspec field.
-type CredentialSpec struct {
-	CmsPlugins            []string              `json:"CmsPlugins"`
-	DomainJoinConfig      DomainJoinConfig      `json:"DomainJoinConfig"`
-	ActiveDirectoryConfig ActiveDirectoryConfig `json:"ActiveDirectoryConfig"`
-}
-
-// DomainJoinConfig identifies the domain and the gMSA.
-type DomainJoinConfig struct {
-	Sid                string `json:"Sid"`
-	MachineAccountName string `json:"MachineAccountName"`
-	Guid               string `json:"Guid"` //nolint:revive // Windows' spelling.
-	DnsTreeName        string `json:"DnsTreeName"`
-	DnsName            string `json:"DnsName"`
-	NetBiosName        string `json:"NetBiosName"`
-}
-
-// ActiveDirectoryConfig lists the gMSAs and, for non-domain-joined nodes,
-// the CCG plugin that fetches them.
-type ActiveDirectoryConfig struct {
-	GroupManagedServiceAccounts []GroupManagedServiceAccount `json:"GroupManagedServiceAccounts"`
-	HostAccountConfig           *HostAccountConfig           `json:"HostAccountConfig,omitempty"`
-}
-
-// GroupManagedServiceAccount is a gMSA under one scope (a DNS or NetBIOS
-// domain name).
-type GroupManagedServiceAccount struct {
-	Name  string `json:"Name"`
-	Scope string `json:"Scope"`
-}
-
-// HostAccountConfig configures the Container Credential Guard plugin.
-type HostAccountConfig struct {
-	PortableCcgVersion string `json:"PortableCcgVersion"`
-	PluginGUID         string `json:"PluginGUID"`
-	PluginInput        string `json:"PluginInput"`
-}
+// Its shape is the API's RawCredentialSpec: one definition of the field
+// names Windows uses, for raw credspecs and generated ones alike.
+type CredentialSpec = gmsav1alpha1.RawCredentialSpec
 
 // ActiveDirectoryPlugin is the CmsPlugins entry of every gMSA credspec.
 const ActiveDirectoryPlugin = "ActiveDirectory"
@@ -65,7 +32,7 @@ func Generate(src gmsav1alpha1.CredentialSpecSource) (*CredentialSpec, error) {
 	}
 	cs := &CredentialSpec{
 		CmsPlugins: []string{ActiveDirectoryPlugin},
-		DomainJoinConfig: DomainJoinConfig{
+		DomainJoinConfig: gmsav1alpha1.RawDomainJoinConfig{
 			Sid:                d.SID,
 			MachineAccountName: src.AccountName,
 			Guid:               d.GUID,
@@ -73,15 +40,15 @@ func Generate(src gmsav1alpha1.CredentialSpecSource) (*CredentialSpec, error) {
 			DnsName:            d.DNSName,
 			NetBiosName:        d.NetBiosName,
 		},
-		ActiveDirectoryConfig: ActiveDirectoryConfig{
-			GroupManagedServiceAccounts: []GroupManagedServiceAccount{
+		ActiveDirectoryConfig: gmsav1alpha1.RawActiveDirectoryConfig{
+			GroupManagedServiceAccounts: []gmsav1alpha1.RawGroupManagedServiceAccount{
 				{Name: src.AccountName, Scope: d.NetBiosName},
 				{Name: src.AccountName, Scope: d.DNSName},
 			},
 		},
 	}
 	if h := src.HostAccount; h != nil {
-		cs.ActiveDirectoryConfig.HostAccountConfig = &HostAccountConfig{
+		cs.ActiveDirectoryConfig.HostAccountConfig = &gmsav1alpha1.RawHostAccountConfig{
 			PortableCcgVersion: h.PortableCcgVersion,
 			PluginGUID:         h.PluginGUID,
 			PluginInput:        h.PluginInput,
@@ -92,7 +59,7 @@ func Generate(src gmsav1alpha1.CredentialSpecSource) (*CredentialSpec, error) {
 
 // Map returns the credspec as the generic map stored in the
 // GMSACredentialSpec object's credspec field.
-func (c *CredentialSpec) Map() (map[string]any, error) {
+func Map(c *CredentialSpec) (map[string]any, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, err

@@ -92,7 +92,7 @@ func TestGenerateDefaultsTreeNameAndAddsHostAccount(t *testing.T) {
 	if cs.DomainJoinConfig.DnsTreeName != "contoso.com" {
 		t.Errorf("DnsTreeName = %q, want the DNS name", cs.DomainJoinConfig.DnsTreeName)
 	}
-	m, err := cs.Map()
+	m, err := Map(cs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestGenerateDefaultsTreeNameAndAddsHostAccount(t *testing.T) {
 	}
 	// Without a host account there is no HostAccountConfig key at all.
 	plain, _ := Generate(webapp1())
-	pm, _ := plain.Map()
+	pm, _ := Map(plain)
 	if _, ok := pm["ActiveDirectoryConfig"].(map[string]any)["HostAccountConfig"]; ok {
 		t.Error("HostAccountConfig present without hostAccount")
 	}
@@ -125,7 +125,7 @@ func TestGenerateNeedsAccountAndDomain(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	good, _ := Generate(webapp1())
-	gm, _ := good.Map()
+	gm, _ := Map(good)
 	if err := Check(gm); err != nil {
 		t.Fatalf("Check(generated) = %v", err)
 	}
@@ -143,7 +143,7 @@ func TestCheck(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var m map[string]any
 			if c.mutate != nil {
-				m, _ = good.Map()
+				m, _ = Map(good)
 				c.mutate(m)
 			}
 			err := Check(m)

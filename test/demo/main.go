@@ -11,8 +11,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -112,11 +110,18 @@ func run(managerBin string, keep bool) (err error) {
 	}
 
 	d.say("Running the operator's manager (%s) against it", managerBin)
-	stopManager, err := startManager(filepath.Join(root, managerBin), d.env.Kubeconfig)
+	logFile, err := os.CreateTemp("", "gmsa-demo-manager-*.log")
 	if err != nil {
 		return err
 	}
-	defer stopManager()
+	defer logFile.Close()
+	mgr, err := harness.StartManager(filepath.Join(root, managerBin), d.env.Kubeconfig, logFile)
+	if err != nil {
+		log, _ := os.ReadFile(logFile.Name())
+		return fmt.Errorf("%w; its log:\n%s", err, log)
+	}
+	defer mgr.Stop()
+	fmt.Printf("  manager ready (pid %d; health on %s, metrics on %s; log %s)\n", mgr.PID(), mgr.ProbeAddr, mgr.MetricsAddr, logFile.Name())
 
 	d.say("Applying config/samples: one GmsaStack (the cluster's gMSA stack) and one GmsaAccount (the docs' WebApp1 gMSA, for default/default and all of team-a)")
 	if _, err := d.run("apply", "--server-side", "-k", "config/samples"); err != nil {
@@ -193,71 +198,4 @@ func run(managerBin string, keep bool) (err error) {
 		<-ctx.Done()
 	}
 	return nil
-}
-
-// startManager runs the manager binary as its own process, as in a
-// cluster, and waits until its readiness endpoint answers.
-func startManager(bin, kubeconfig string) (stop func(), err error) {
-	probe, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
-	}
-	metrics, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--health-probe-bind-address="+probe, "--metrics-bind-address="+metrics)
-	logFile, err := os.CreateTemp("", "gmsa-demo-manager-*.log")
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start manager: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	stop = func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		_ = logFile.Close()
-		_ = os.Remove(logFile.Name())
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				fmt.Printf("  manager ready (pid %d; health on %s, metrics on %s; log %s)\n", cmd.Process.Pid, probe, metrics, logFile.Name())
-				return stop, nil
-			}
-		}
-		select {
-		case <-done:
-			log, _ := os.ReadFile(logFile.Name())
-			stop()
-			return nil, fmt.Errorf("manager exited:\n%s", log)
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("manager not ready after 60s")
-		}
-	}
-}
-
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

@@ -15,16 +15,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -92,7 +89,7 @@ func run(sizesFlag string, concurrency, qps, unrelated int, managerBin, out stri
 	if err != nil {
 		return err
 	}
-	defer mgr.stop()
+	defer mgr.Stop()
 
 	var w strings.Builder
 	printf := func(format string, args ...any) { fmt.Fprintf(&w, format, args...); fmt.Printf(format, args...) }
@@ -304,57 +301,22 @@ func noise(ctx context.Context, c client.Client, n, workers int) error {
 	})
 }
 
-type managerProcess struct {
-	cmd     *exec.Cmd
-	metrics string
-	done    chan struct{}
-}
+type managerProcess struct{ *harness.ManagerProcess }
 
 func startManager(bin, kubeconfig string, workers, qps int) (*managerProcess, error) {
-	probe, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	metrics, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--kubeconfig="+kubeconfig, "--health-probe-bind-address="+probe, "--metrics-bind-address="+metrics,
+	m, err := harness.StartManager(bin, kubeconfig, os.Stderr,
 		"--max-concurrent-reconciles="+strconv.Itoa(workers), "--kube-api-qps="+strconv.Itoa(qps), "--kube-api-burst="+strconv.Itoa(2*qps),
 		"--zap-log-level=error")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	m := &managerProcess{cmd: cmd, metrics: metrics, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(m.done) }()
-	for i := 0; i < 300; i++ {
-		if resp, err := http.Get("http://" + probe + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return m, nil
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	m.stop()
-	return nil, fmt.Errorf("manager not ready")
-}
-
-func (m *managerProcess) stop() {
-	_ = m.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-m.done:
-	case <-time.After(15 * time.Second):
-		_ = m.cmd.Process.Kill()
-	}
+	return &managerProcess{m}, nil
 }
 
 // scrape returns the sum of the samples of a metric whose labels contain
 // all of the given fragments and none of the excluded ones.
 func (m *managerProcess) scrape(name string, include, exclude []string) (float64, error) {
-	resp, err := http.Get("http://" + m.metrics + "/metrics")
+	resp, err := http.Get("http://" + m.MetricsAddr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -417,13 +379,4 @@ func (m *managerProcess) memory() (heap, rss float64, err error) {
 		time.Sleep(time.Second)
 	}
 	return heap, rss, nil
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
