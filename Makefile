@@ -96,6 +96,12 @@ $(CONTROLLER_GEN):
 clean: ## Remove built binaries (keeps the cached control plane and tools).
 	rm -f bin/manager bin/webhook
 
+##@ Benchmarks (not part of make test; each writes its section of docs/benchmarks.md)
+
+.PHONY: bench-accounts
+bench-accounts: control-plane build ## GmsaAccount convergence against a plain-client baseline, and manager memory.
+	go run ./test/benchmark/accounts -manager bin/manager -out docs/benchmarks.md $(BENCH_ACCOUNTS_FLAGS)
+
 .PHONY: bench-webhook
 bench-webhook: control-plane ## Admission latency and throughput against a baseline handler; writes docs/benchmarks.md.
 	go run ./test/benchmark/webhook -out docs/benchmarks.md $(BENCH_WEBHOOK_FLAGS)
