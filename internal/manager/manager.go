@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
@@ -76,10 +77,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// Credspecs have no Go type here: read them as unstructured objects,
 		// from the cache like everything else.
 		Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-		Metrics: metricsserver.Options{
-			BindAddress:   metricsAddr,
-			SecureServing: opts.SecureMetrics,
-		},
+		Metrics: metricsOptions(metricsAddr, opts.SecureMetrics),
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
@@ -111,4 +109,15 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		}
 	}
 	return mgr, nil
+}
+
+// metricsOptions serves metrics over plain HTTP, or over HTTPS where every
+// request is authenticated (TokenReview) and authorized
+// (SubjectAccessReview for GET /metrics) by the API server.
+func metricsOptions(addr string, secure bool) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: addr, SecureServing: secure}
+	if secure {
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return o
 }
