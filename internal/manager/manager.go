@@ -76,8 +76,8 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		},
 		// Credspecs have no Go type here: read them as unstructured objects,
 		// from the cache like everything else.
-		Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
-		Metrics: metricsOptions(metricsAddr, opts.SecureMetrics),
+		Client:                        client.Options{Cache: &client.CacheOptions{Unstructured: true}},
+		Metrics:                       metricsOptions(metricsAddr, opts.SecureMetrics),
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
