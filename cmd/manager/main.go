@@ -48,6 +48,9 @@ func run() error {
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if err := checkLimits(qps, burst, workers); err != nil {
+		return err
+	}
 
 	if showVersionOnly {
 		fmt.Println(version)
@@ -79,6 +82,20 @@ func run() error {
 	log.Info("starting manager", "version", version)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}
+
+// checkLimits refuses rate limits and concurrency that would stall the
+// manager, naming the flag at fault.
+func checkLimits(qps float64, burst, workers int) error {
+	switch {
+	case qps <= 0:
+		return fmt.Errorf("--kube-api-qps must be greater than 0, got %v", qps)
+	case burst < 1:
+		return fmt.Errorf("--kube-api-burst must be at least 1, got %d", burst)
+	case workers < 1:
+		return fmt.Errorf("--max-concurrent-reconciles must be at least 1, got %d", workers)
 	}
 	return nil
 }
