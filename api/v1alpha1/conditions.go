@@ -73,6 +73,15 @@ const (
 	// ReasonWaitingForWebhook (GmsaStack): the webhook configurations are held
 	// back until the webhook Deployment is Available.
 	ReasonWaitingForWebhook = "WaitingForWebhook"
+	// ReasonInvalidSpec (GmsaStack): the spec cannot be carried out as
+	// written (the message names the field); nothing was changed.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonObjectConflict (GmsaStack): an object of a name the stack uses
+	// exists and was not made by the operator; it is left untouched.
+	ReasonObjectConflict = "ObjectConflict"
+	// ReasonCertManagerNotInstalled (GmsaStack): certificates.source is
+	// CertManager but cert-manager's CRDs are not installed.
+	ReasonCertManagerNotInstalled = "CertManagerNotInstalled"
 	// ReasonDeleting: the object is being deleted.
 	ReasonDeleting = "Deleting"
 )

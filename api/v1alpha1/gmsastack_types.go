@@ -120,8 +120,12 @@ type WebhookSpec struct {
 
 	// namespaceSelector selects further namespaces to exclude from admission,
 	// on top of the built-in exclusions (the webhook's own namespace,
-	// kube-system and namespaces labelled windows.k8s.io/disabled=true).
+	// kube-system and namespaces labelled windows.k8s.io/disabled=true). It
+	// holds one label or one expression (In, NotIn, Exists, DoesNotExist):
+	// the webhooks can only be told which namespaces to send, and the
+	// opposite of several ANDed requirements is no label selector.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) ? size(self.matchLabels) : 0) + (has(self.matchExpressions) ? size(self.matchExpressions) : 0) <= 1",message="give exactly one label or one expression; label further namespaces windows.k8s.io/disabled=true to exclude them"
 	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 
 	// randomHostname makes the webhook set a random hostname on gMSA pods

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/gmsa-operator/gmsa-operator/internal/manager"
+	"github.com/gmsa-operator/gmsa-operator/internal/stack"
 )
 
 // version is stamped at build time (-ldflags -X main.version=...).
@@ -74,6 +75,7 @@ func run() error {
 		LeaderElection:          leaderElect,
 		LeaderElectionNamespace: leaderElectNS,
 		MaxConcurrentReconciles: workers,
+		OperatorImage:           os.Getenv(stack.OperatorImageEnv),
 	})
 	if err != nil {
 		return err

@@ -8,7 +8,15 @@ import (
 	"fmt"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +28,7 @@ import (
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/controllers"
+	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
 	"github.com/gmsa-operator/gmsa-operator/internal/scheme"
 )
 
@@ -42,6 +51,9 @@ type Options struct {
 	// MaxConcurrentReconciles is how many objects of one kind are
 	// reconciled at once; 0 means 4.
 	MaxConcurrentReconciles int
+	// OperatorImage is the operator's own image, the webhook's default
+	// image (cmd/manager reads it from RELATED_IMAGE_WEBHOOK).
+	OperatorImage string
 	// SyncPeriod, when set, makes every watched object be reconciled again
 	// at this interval (tests use it to force a resync).
 	SyncPeriod *time.Duration
@@ -62,6 +74,23 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		metricsAddr = "0"
 	}
 	managed := cache.ByObject{Label: ManagedSelector()}
+	byObject := map[client.Object]cache.ByObject{
+		&rbacv1.ClusterRole{}:           managed,
+		&rbacv1.RoleBinding{}:           managed,
+		&rbacv1.ClusterRoleBinding{}:    managed,
+		&corev1.Secret{}:                managed,
+		&corev1.Service{}:               managed,
+		&corev1.ServiceAccount{}:        managed,
+		&appsv1.Deployment{}:            managed,
+		&policyv1.PodDisruptionBudget{}: managed,
+		&admissionregistrationv1.MutatingWebhookConfiguration{}:   managed,
+		&admissionregistrationv1.ValidatingWebhookConfiguration{}: managed,
+		&cmapi.Certificate{}: managed,
+		&cmapi.Issuer{}:      managed,
+		// Only the one CRD the operator installs, not every CRD of the
+		// cluster (some are megabytes).
+		&apiextensionsv1.CustomResourceDefinition{}: {Field: fields.OneTermEqualSelector("metadata.name", credspeccrd.Name)},
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme.New(),
 		Cache: cache.Options{
@@ -69,10 +98,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			// Nothing reads managedFields from the cache: dropping them
 			// saves a large share of its memory.
 			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject: map[client.Object]cache.ByObject{
-				&rbacv1.ClusterRole{}: managed,
-				&rbacv1.RoleBinding{}: managed,
-			},
+			ByObject:         byObject,
 		},
 		// Credspecs have no Go type here: read them as unstructured objects,
 		// from the cache like everything else.
@@ -92,13 +118,33 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if workers <= 0 {
 		workers = 4
 	}
-	if err := (&controllers.GmsaAccountReconciler{
+	certManager, err := crdInstalled(ctx, mgr.GetAPIReader(), "certificates.cert-manager.io")
+	if err != nil {
+		return nil, err
+	}
+	if err := (&controllers.GmsaStackReconciler{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("gmsa-operator"),
+		OperatorImage: opts.OperatorImage,
+		CertManager:   certManager,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up GmsaStack controller: %w", err)
+	}
+	accounts := &controllers.GmsaAccountReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("gmsa-operator"),
 		MaxConcurrentReconciles: workers,
-	}).SetupWithManager(ctx, mgr); err != nil {
-		return nil, fmt.Errorf("set up GmsaAccount controller: %w", err)
+	}
+	// The GmsaAccount controller watches credspecs, which exist only once
+	// the GMSACredentialSpec CRD does, and the GmsaStack controller may be
+	// the one that installs it: start the GmsaAccount controller once the
+	// CRD is there.
+	if err := mgr.Add(&afterCRD{reader: mgr.GetAPIReader(), setup: func(ctx context.Context) error {
+		return accounts.SetupWithManager(ctx, mgr)
+	}}); err != nil {
+		return nil, err
 	}
 	if opts.ProbeAddr != "" && opts.ProbeAddr != "0" {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -120,4 +166,59 @@ func metricsOptions(addr string, secure bool) metricsserver.Options {
 		o.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	return o
+}
+
+// crdInstalled reports whether the API server has the named CRD.
+func crdInstalled(ctx context.Context, r client.Reader, name string) (bool, error) {
+	err := r.Get(ctx, client.ObjectKey{Name: name}, &apiextensionsv1.CustomResourceDefinition{})
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsNotFound(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("look for CRD %s: %w", name, err)
+}
+
+// afterCRD runs setup (registering a controller) once the
+// GMSACredentialSpec CRD is Established, polling until then. It runs under
+// leader election, as the controllers do.
+type afterCRD struct {
+	reader client.Reader
+	setup  func(context.Context) error
+}
+
+func (a *afterCRD) Start(ctx context.Context) error {
+	log := ctrl.Log.WithName("setup")
+	waited := false
+	for {
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		err := a.reader.Get(ctx, client.ObjectKey{Name: credspeccrd.Name}, crd)
+		if err == nil && established(crd) {
+			if waited {
+				log.Info("CRD is established; starting the GmsaAccount controller", "crd", credspeccrd.Name)
+			}
+			return a.setup(ctx)
+		}
+		if client.IgnoreNotFound(err) != nil {
+			log.Error(err, "look for CRD", "crd", credspeccrd.Name)
+		} else if !waited {
+			log.Info("GmsaAccounts wait for the GMSACredentialSpec CRD (a GmsaStack installs it)", "crd", credspeccrd.Name)
+		}
+		waited = true
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established {
+			return c.Status == apiextensionsv1.ConditionTrue
+		}
+	}
+	return false
 }

@@ -32,6 +32,9 @@ type AdmissionOptions struct {
 	// Labels and Annotations of both configurations (for example
 	// cert-manager.io/inject-ca-from).
 	Labels, Annotations map[string]string
+	// ExtraExclusion, when set, is one more requirement a namespace must
+	// meet to be sent to the webhook (the spec's namespaceSelector, negated).
+	ExtraExclusion *metav1.LabelSelectorRequirement
 }
 
 // MentionsGMSA is a CEL condition that is true when a pod (or, on UPDATE,
@@ -55,11 +58,19 @@ func mentions(pod string) string {
 
 // NamespaceSelector excludes the webhook's own namespace, kube-system and
 // namespaces labelled windows.k8s.io/disabled=true.
-func NamespaceSelector(webhookNamespace string) *metav1.LabelSelector {
-	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+// A further requirement, when given, is added (ANDed).
+func NamespaceSelector(webhookNamespace string, extra ...metav1.LabelSelectorRequirement) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchExpressions: append([]metav1.LabelSelectorRequirement{
 		{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{webhookNamespace, "kube-system"}},
 		{Key: DisabledLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"true"}},
-	}}
+	}, extra...)}
+}
+
+func (o AdmissionOptions) namespaceSelector() *metav1.LabelSelector {
+	if o.ExtraExclusion != nil {
+		return NamespaceSelector(o.Namespace, *o.ExtraExclusion)
+	}
+	return NamespaceSelector(o.Namespace)
 }
 
 func podRule(ops ...admissionregistrationv1.OperationType) admissionregistrationv1.RuleWithOperations {
@@ -108,7 +119,7 @@ func WebhookConfigurations(o AdmissionOptions) (*admissionregistrationv1.Mutatin
 			Rules:                   []admissionregistrationv1.RuleWithOperations{podRule(admissionregistrationv1.Create), ephemeralRule()},
 			FailurePolicy:           &policy,
 			MatchPolicy:             &equivalent,
-			NamespaceSelector:       NamespaceSelector(o.Namespace),
+			NamespaceSelector:       o.namespaceSelector(),
 			ObjectSelector:          &metav1.LabelSelector{},
 			SideEffects:             &none,
 			TimeoutSeconds:          &timeout,
@@ -126,7 +137,7 @@ func WebhookConfigurations(o AdmissionOptions) (*admissionregistrationv1.Mutatin
 			Rules:                   []admissionregistrationv1.RuleWithOperations{podRule(admissionregistrationv1.Create, admissionregistrationv1.Update), ephemeralRule()},
 			FailurePolicy:           &policy,
 			MatchPolicy:             &equivalent,
-			NamespaceSelector:       NamespaceSelector(o.Namespace),
+			NamespaceSelector:       o.namespaceSelector(),
 			ObjectSelector:          &metav1.LabelSelector{},
 			SideEffects:             &none,
 			TimeoutSeconds:          &timeout,

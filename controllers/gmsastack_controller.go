@@ -1,0 +1,689 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/certs"
+	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
+	"github.com/gmsa-operator/gmsa-operator/internal/stack"
+)
+
+// StackFinalizer holds a GmsaStack until its webhook configurations are
+// gone, so that nothing is ever sent to a webhook that no longer runs.
+const StackFinalizer = "gmsa.io/stack-cleanup"
+
+// The GmsaStack controller's permissions. It holds the webhook's own
+// permissions (read credspecs, create localsubjectaccessreviews) because
+// RBAC lets it grant only what it has.
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/status,verbs=get;patch
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts;services;secrets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=localsubjectaccessreviews,verbs=create
+// +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;certificates,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=get;list;watch
+
+// GmsaStackReconciler installs, for the cluster's one GmsaStack, the
+// GMSACredentialSpec CRD, the webhook with its certificate, and its
+// registration with the API server, in that order.
+type GmsaStackReconciler struct {
+	// Client reads from the manager's cache and writes to the API server.
+	Client client.Client
+	// APIReader reads from the API server, to tell an absent object from
+	// someone else's.
+	APIReader client.Reader
+	// Recorder records Kubernetes Events on the GmsaStack.
+	Recorder recorder.EventRecorder
+	// OperatorImage is the operator's own image, the default webhook image.
+	OperatorImage string
+	// CertManager is true when cert-manager's CRDs were installed when the
+	// manager started (its kinds are then watched).
+	CertManager bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (r *GmsaStackReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupWithManager registers the controller and its watches: the stacks
+// themselves, everything they own, and the GMSACredentialSpec CRD.
+func (r *GmsaStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	allStacks := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		list := &gmsav1alpha1.GmsaStackList{}
+		if err := r.Client.List(ctx, list); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, s := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: s.Name}})
+		}
+		return reqs
+	})
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("gmsastack").
+		// Not on its own status writes.
+		For(&gmsav1alpha1.GmsaStack{}, builder.WithPredicates(predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld, e.ObjectNew
+			return o.GetGeneration() != n.GetGeneration() || !o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+				!slices.Equal(o.GetFinalizers(), n.GetFinalizers())
+		}})).
+		// A stack's deletion lets a waiting duplicate take over.
+		Watches(&gmsav1alpha1.GmsaStack{}, allStacks, builder.WithPredicates(predicate.Funcs{
+			CreateFunc: func(event.CreateEvent) bool { return false },
+			UpdateFunc: func(event.UpdateEvent) bool { return false },
+		})).
+		Owns(&corev1.Namespace{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.Secret{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&rbacv1.ClusterRole{}).
+		Owns(&rbacv1.ClusterRoleBinding{}).
+		Owns(&admissionregistrationv1.MutatingWebhookConfiguration{}).
+		Owns(&admissionregistrationv1.ValidatingWebhookConfiguration{}).
+		Watches(&apiextensionsv1.CustomResourceDefinition{}, allStacks)
+	if r.CertManager {
+		b = b.Owns(&cmapi.Certificate{}).Owns(&cmapi.Issuer{})
+	}
+	return b.Complete(r)
+}
+
+// Reconcile brings one GmsaStack's objects to the desired state and
+// reports it in the status.
+func (r *GmsaStackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	s := &gmsav1alpha1.GmsaStack{}
+	if err := r.Client.Get(ctx, req.NamespacedName, s); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	active, err := r.activeStack(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !s.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, s, active == s.Name)
+	}
+	if active != s.Name {
+		o := stack.Outcome{Steps: []stack.Step{{Progress: stack.Blocked, Reason: gmsav1alpha1.ReasonDuplicateStack,
+			Message: fmt.Sprintf("GmsaStack %q already manages the cluster's gMSA stack; there is one per cluster, and this one changes nothing: delete it", active)}}}
+		return ctrl.Result{}, r.writeStatus(ctx, s, o)
+	}
+	if !controllerutil.ContainsFinalizer(s, StackFinalizer) {
+		patch := client.MergeFrom(s.DeepCopy())
+		controllerutil.AddFinalizer(s, StackFinalizer)
+		if err := r.Client.Patch(ctx, s, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+	}
+
+	run := &stackRun{r: r, s: s, changes: &stackChanges{}, a: &applier{client: r.Client, apiReader: r.APIReader, scheme: r.Client.Scheme()}}
+	o, requeue, err := run.reconcile(ctx)
+	run.changes.record(r.Recorder, s)
+	if err != nil {
+		o.Steps = append(o.Steps, stack.Step{Progress: stack.Failed, Reason: gmsav1alpha1.ReasonReconcileError, Message: err.Error()})
+	}
+	if serr := r.writeStatus(ctx, s, o); serr != nil {
+		return ctrl.Result{}, errors.Join(err, serr)
+	}
+	return ctrl.Result{RequeueAfter: requeue}, err
+}
+
+// activeStack is the oldest GmsaStack (by creation, then name): the one that
+// manages the cluster's stack. The others wait.
+func (r *GmsaStackReconciler) activeStack(ctx context.Context) (string, error) {
+	list := &gmsav1alpha1.GmsaStackList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		return "", fmt.Errorf("list GmsaStacks: %w", err)
+	}
+	if len(list.Items) == 0 {
+		return "", nil
+	}
+	oldest := slices.MinFunc(list.Items, func(a, b gmsav1alpha1.GmsaStack) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return oldest.Name, nil
+}
+
+func (r *GmsaStackReconciler) writeStatus(ctx context.Context, s *gmsav1alpha1.GmsaStack, o stack.Outcome) error {
+	next := stack.Status(s, o, metav1.NewTime(r.now()))
+	if equality.Semantic.DeepEqual(s.Status, next) {
+		return nil
+	}
+	if c := meta.FindStatusCondition(next.Conditions, gmsav1alpha1.ConditionStalled); c != nil {
+		if old := meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled); old == nil || old.Message != c.Message {
+			r.Recorder.Eventf(s, nil, corev1.EventTypeWarning, c.Reason, "Refuse", "%s", c.Message)
+		}
+	}
+	patch := client.MergeFrom(s.DeepCopy())
+	s.Status = next
+	if err := r.Client.Status().Patch(ctx, s, patch); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+// finalize removes the webhook configurations first, and lets the rest go
+// only once the API server no longer has them: no pod is ever sent to a
+// webhook that is being removed. The CRD and every credspec stay.
+func (r *GmsaStackReconciler) finalize(ctx context.Context, s *gmsav1alpha1.GmsaStack, active bool) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(s, StackFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	if active {
+		for _, obj := range []client.Object{
+			&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
+			&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
+		} {
+			if err := r.deleteOwned(ctx, s, obj); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+		r.Recorder.Eventf(s, nil, corev1.EventTypeNormal, gmsav1alpha1.ReasonDeleting, "Delete",
+			"removed the webhook configurations; the garbage collector removes the webhook Deployment, Service and Secrets next; the GMSACredentialSpec CRD and every credspec stay")
+	}
+	patch := client.MergeFrom(s.DeepCopy())
+	controllerutil.RemoveFinalizer(s, StackFinalizer)
+	if err := r.Client.Patch(ctx, s, patch); client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// deleteOwned deletes obj if the API server has it and it belongs to s, and
+// returns once the API server no longer has it.
+func (r *GmsaStackReconciler) deleteOwned(ctx context.Context, s *gmsav1alpha1.GmsaStack, obj client.Object) error {
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(obj, s) {
+		return nil
+	}
+	uid := obj.GetUID()
+	if err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete %T %s: %w", obj, obj.GetName(), err)
+	}
+	return nil
+}
+
+// stackRun is one reconcile of one stack.
+type stackRun struct {
+	r       *GmsaStackReconciler
+	s       *gmsav1alpha1.GmsaStack
+	a       *applier
+	changes *stackChanges
+	cfg     stack.Config
+	o       stack.Outcome
+	// bundle and caID of the SelfSigned certificate material.
+	bundle []byte
+	caID   string
+}
+
+// stackChanges collects what a reconcile changed, for Events: one Event per
+// kind of change.
+type stackChanges struct {
+	reasons []string
+	notes   map[string][]string
+}
+
+func (c *stackChanges) add(reason, note string) {
+	if c.notes == nil {
+		c.notes = map[string][]string{}
+	}
+	if _, ok := c.notes[reason]; !ok {
+		c.reasons = append(c.reasons, reason)
+	}
+	c.notes[reason] = append(c.notes[reason], note)
+}
+
+func (c *stackChanges) record(rec recorder.EventRecorder, s *gmsav1alpha1.GmsaStack) {
+	for _, reason := range c.reasons {
+		rec.Eventf(s, nil, corev1.EventTypeNormal, reason, reason, "%s", strings.Join(c.notes[reason], "; "))
+	}
+}
+
+// reconcile runs the steps in order; a step that is not Done stops the
+// ones after it.
+func (run *stackRun) reconcile(ctx context.Context) (stack.Outcome, time.Duration, error) {
+	cfg, err := stack.Resolve(run.s, run.r.OperatorImage)
+	if err != nil {
+		run.o.Steps = append(run.o.Steps, stack.Step{Progress: stack.Blocked, Reason: gmsav1alpha1.ReasonInvalidSpec, Message: err.Error()})
+		return run.o, 0, nil
+	}
+	run.cfg = cfg
+	run.o.Namespace, run.o.Image = cfg.Namespace, cfg.Image
+
+	steps := []func(context.Context) (stack.Step, time.Duration, error){
+		run.crd, run.base, run.certificates, run.deployment, run.admission,
+	}
+	var requeue time.Duration
+	for _, step := range steps {
+		st, after, err := step(ctx)
+		if err != nil {
+			var foreign *errForeign
+			if !errors.As(err, &foreign) {
+				return run.o, 0, err
+			}
+			st = stack.Step{Condition: st.Condition, Progress: stack.Blocked, Reason: gmsav1alpha1.ReasonObjectConflict, Message: foreign.Error()}
+		}
+		run.o.Steps = append(run.o.Steps, st)
+		if after > 0 && (requeue == 0 || after < requeue) {
+			requeue = after
+		}
+		if st.Progress != stack.Done && !st.Continue {
+			break
+		}
+	}
+	return run.o, requeue, nil
+}
+
+func (run *stackRun) own(obj client.Object) client.Object {
+	ref := metav1.NewControllerRef(run.s, gmsav1alpha1.GroupVersion.WithKind("GmsaStack"))
+	obj.SetOwnerReferences([]metav1.OwnerReference{*ref})
+	return obj
+}
+
+// ensure applies obj (owned by the stack) and logs a change.
+func (run *stackRun) ensure(ctx context.Context, obj client.Object) error {
+	changed, err := run.a.ensure(ctx, run.own(obj))
+	if changed {
+		run.changes.add("Applied", describe(obj))
+	}
+	return err
+}
+
+func describe(obj client.Object) string {
+	kind := fmt.Sprintf("%T", obj)
+	if i := strings.LastIndex(kind, "."); i >= 0 {
+		kind = kind[i+1:]
+	}
+	if obj.GetNamespace() != "" {
+		return kind + " " + obj.GetNamespace() + "/" + obj.GetName()
+	}
+	return kind + " " + obj.GetName()
+}
+
+// crd installs or upgrades the GMSACredentialSpec CRD as the policy says.
+// It never deletes it and never gives it an owner reference.
+func (run *stackRun) crd(ctx context.Context) (stack.Step, time.Duration, error) {
+	step := stack.Step{Condition: gmsav1alpha1.ConditionCRDEstablished}
+	desired, err := run.cfg.CRD()
+	if err != nil {
+		return step, 0, err
+	}
+	live := &apiextensionsv1.CustomResourceDefinition{}
+	err = run.r.Client.Get(ctx, client.ObjectKey{Name: credspeccrd.Name}, live)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return step, 0, fmt.Errorf("read CRD %s: %w", credspeccrd.Name, err)
+	}
+	exists := err == nil
+	ours := exists && live.Labels[gmsav1alpha1.LabelManagedBy] == gmsav1alpha1.ManagedByValue
+	switch {
+	case run.cfg.CRDPolicy == gmsav1alpha1.CRDPolicyExternal:
+		if !exists {
+			step.Progress, step.Reason = stack.Waiting, gmsav1alpha1.ReasonCRDNotInstalled
+			step.Message = fmt.Sprintf("credentialSpecCRD.policy is External and CRD %s is not installed; install it, or set the policy to Manage", credspeccrd.Name)
+			return step, 0, nil
+		}
+	case exists && !ours && run.cfg.CRDPolicy == gmsav1alpha1.CRDPolicyManage:
+		by := live.Labels[gmsav1alpha1.LabelManagedBy]
+		if by == "" {
+			by = "another installer"
+		}
+		if !established(live) {
+			step.Progress, step.Reason = stack.Blocked, gmsav1alpha1.ReasonCRDOwnedElsewhere
+			step.Message = fmt.Sprintf("CRD %s was installed by %s and is not Established; it is left alone: fix it there, or set spec.credentialSpecCRD.policy to Adopt", credspeccrd.Name, by)
+			return step, 0, nil
+		}
+		step.Progress, step.Reason = stack.Done, gmsav1alpha1.ReasonCRDOwnedElsewhere
+		step.Message = fmt.Sprintf("CRD %s is Established; it was installed by %s and is left alone (set spec.credentialSpecCRD.policy to Adopt to let the operator upgrade it)", credspeccrd.Name, by)
+		return step, 0, nil
+	case exists && ours && credspeccrd.Revision(live) > credspeccrd.Revision(desired):
+		// A newer operator installed it; never downgrade.
+	default:
+		changed, err := run.a.ensure(ctx, desired)
+		if err != nil {
+			var foreign *errForeign
+			if !errors.As(err, &foreign) {
+				return step, 0, err
+			}
+		}
+		if changed {
+			verb := "installed"
+			if exists {
+				verb = "upgraded"
+			}
+			run.changes.add("Applied", "CRD "+credspeccrd.Name+" ("+verb+")")
+			if err := run.r.Client.Get(ctx, client.ObjectKey{Name: credspeccrd.Name}, live); client.IgnoreNotFound(err) != nil {
+				return step, 0, err
+			}
+		}
+	}
+	if !established(live) {
+		step.Progress, step.Reason = stack.Waiting, gmsav1alpha1.ReasonProgressing
+		step.Message = fmt.Sprintf("waiting for CRD %s to be Established", credspeccrd.Name)
+		return step, 2 * time.Second, nil
+	}
+	step.Reason, step.Message = gmsav1alpha1.ReasonSucceeded, fmt.Sprintf("CRD %s is installed and Established", credspeccrd.Name)
+	return step, 0, nil
+}
+
+func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established {
+			return c.Status == apiextensionsv1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// base makes the namespace (unless it exists), the ServiceAccount, the
+// webhook's RBAC, the Service and the PodDisruptionBudget.
+func (run *stackRun) base(ctx context.Context) (stack.Step, time.Duration, error) {
+	step := stack.Step{}
+	ns := &corev1.Namespace{}
+	switch err := run.r.Client.Get(ctx, client.ObjectKey{Name: run.cfg.Namespace}, ns); {
+	case apierrors.IsNotFound(err):
+		if err := run.ensure(ctx, run.cfg.NamespaceObject()); err != nil {
+			return step, 0, err
+		}
+	case err != nil:
+		return step, 0, fmt.Errorf("read namespace %s: %w", run.cfg.Namespace, err)
+	case !ns.DeletionTimestamp.IsZero():
+		step.Progress, step.Reason = stack.Waiting, gmsav1alpha1.ReasonProgressing
+		step.Message = fmt.Sprintf("namespace %s is being deleted; the stack is installed again once it is gone", run.cfg.Namespace)
+		return step, 5 * time.Second, nil
+	case metav1.IsControlledBy(ns, run.s):
+		if err := run.ensure(ctx, run.cfg.NamespaceObject()); err != nil {
+			return step, 0, err
+		}
+	}
+	for _, obj := range []client.Object{
+		run.cfg.ServiceAccount(), run.cfg.ClusterRole(), run.cfg.ClusterRoleBinding(), run.cfg.Service(), run.cfg.PodDisruptionBudget(),
+	} {
+		if err := run.ensure(ctx, obj); err != nil {
+			return step, 0, err
+		}
+	}
+	return step, 0, nil
+}
+
+// webhookConfigs reads the live webhook configurations from the cache; nil
+// when missing.
+func (run *stackRun) webhookConfigs(ctx context.Context) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	key := client.ObjectKey{Name: stack.WebhookName}
+	if err := run.r.Client.Get(ctx, key, m); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, nil, err
+		}
+		m = nil
+	}
+	if err := run.r.Client.Get(ctx, key, v); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, nil, err
+		}
+		v = nil
+	}
+	return m, v, nil
+}
+
+// publishedBundle is the caBundle both webhook configurations carry.
+func publishedBundle(m *admissionregistrationv1.MutatingWebhookConfiguration, v *admissionregistrationv1.ValidatingWebhookConfiguration) []byte {
+	if m == nil || v == nil || len(m.Webhooks) == 0 || len(v.Webhooks) == 0 {
+		return nil
+	}
+	if !bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, v.Webhooks[0].ClientConfig.CABundle) {
+		return nil
+	}
+	return m.Webhooks[0].ClientConfig.CABundle
+}
+
+// certificates makes the serving certificate: its own CA and certificate
+// (SelfSigned) or cert-manager's Issuers and Certificate (CertManager).
+func (run *stackRun) certificates(ctx context.Context) (stack.Step, time.Duration, error) {
+	if run.cfg.CertSource == gmsav1alpha1.CertificateSourceCertManager {
+		return run.certManager(ctx)
+	}
+	step := stack.Step{Condition: gmsav1alpha1.ConditionCertificateReady}
+	key := func(name string) client.ObjectKey { return client.ObjectKey{Namespace: run.cfg.Namespace, Name: name} }
+	caSecret, tlsSecret := &corev1.Secret{}, &corev1.Secret{}
+	if err := run.r.Client.Get(ctx, key(stack.CASecretName), caSecret); client.IgnoreNotFound(err) != nil {
+		return step, 0, err
+	}
+	if err := run.r.Client.Get(ctx, key(stack.TLSSecretName), tlsSecret); client.IgnoreNotFound(err) != nil {
+		return step, 0, err
+	}
+	m, v, err := run.webhookConfigs(ctx)
+	if err != nil {
+		return step, 0, err
+	}
+	dep := &appsv1.Deployment{}
+	if err := run.r.Client.Get(ctx, key(stack.WebhookName), dep); client.IgnoreNotFound(err) != nil {
+		return step, 0, err
+	}
+	plan, err := stack.PlanCertificates(stack.CertInput{
+		CA: caSecret.Data, TLS: tlsSecret.Data, DNSNames: run.cfg.DNSNames(),
+		Duration: run.cfg.Duration, RenewBefore: run.cfg.RenewBefore, Now: run.r.now(),
+		PublishedBundle: publishedBundle(m, v),
+		RolledOut:       rolledOut(dep, stack.CAID(caSecret.Data[stack.CACertKey])),
+	})
+	if err != nil {
+		return step, 0, err
+	}
+	for _, c := range plan.Changes {
+		run.changes.add("Certificate", c)
+	}
+	// Order matters for a rollover: the CA Secret, then the caBundle of
+	// existing webhook configurations, and only then the serving
+	// certificate the pods load.
+	if err := run.ensure(ctx, run.cfg.Secret(stack.CASecretName, corev1.SecretTypeOpaque, plan.CA)); err != nil {
+		return step, 0, err
+	}
+	run.bundle, run.caID = plan.Bundle, plan.CAID
+	if m != nil || v != nil {
+		if err := run.ensureWebhookConfigs(ctx); err != nil {
+			return step, 0, err
+		}
+	}
+	if err := run.ensure(ctx, run.cfg.Secret(stack.TLSSecretName, corev1.SecretTypeTLS, plan.TLS)); err != nil {
+		return step, 0, err
+	}
+	notAfter := metav1.NewTime(plan.NotAfter)
+	run.o.NotAfter = &notAfter
+	step.Reason = gmsav1alpha1.ReasonSucceeded
+	step.Message = fmt.Sprintf("serving certificate for %s valid until %s, renewed %s before", run.cfg.DNSNames()[0], plan.NotAfter.UTC().Format(time.RFC3339), run.cfg.RenewBefore)
+	return step, plan.RequeueAfter, nil
+}
+
+// rolledOut reports whether every replica of the Deployment runs the pod
+// template of the given CA.
+func rolledOut(dep *appsv1.Deployment, caID string) bool {
+	if dep.Name == "" || caID == "" || dep.Spec.Template.Annotations[stack.CAIDAnnotation] != caID {
+		return false
+	}
+	st := dep.Status
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	return st.ObservedGeneration >= dep.Generation && st.UpdatedReplicas == want && st.Replicas == want && st.AvailableReplicas == want
+}
+
+// certManager makes the cert-manager objects and waits for the Secret
+// cert-manager writes.
+func (run *stackRun) certManager(ctx context.Context) (stack.Step, time.Duration, error) {
+	step := stack.Step{Condition: gmsav1alpha1.ConditionCertificateReady}
+	if !run.r.CertManager {
+		step.Progress, step.Reason = stack.Blocked, gmsav1alpha1.ReasonCertManagerNotInstalled
+		step.Message = "certificates.source is CertManager, but cert-manager's CRDs (certificates.cert-manager.io, issuers.cert-manager.io) were not installed when the operator started: install cert-manager and restart the operator, or use source SelfSigned"
+		return step, 0, nil
+	}
+	if ref, own := run.cfg.CertManagerIssuerRef(); !own {
+		var issuer client.Object = &cmapi.Issuer{}
+		key := client.ObjectKey{Namespace: run.cfg.Namespace, Name: ref.Name}
+		if ref.Kind == cmapi.ClusterIssuerKind {
+			issuer, key = &cmapi.ClusterIssuer{}, client.ObjectKey{Name: ref.Name}
+		}
+		if err := run.r.APIReader.Get(ctx, key, issuer); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return step, 0, err
+			}
+			step.Progress, step.Reason = stack.Waiting, gmsav1alpha1.ReasonIssuerNotFound
+			where := "namespace " + run.cfg.Namespace
+			if ref.Kind == cmapi.ClusterIssuerKind {
+				where = "the cluster"
+			}
+			step.Message = fmt.Sprintf("spec.certificates.certManager.issuerRef: %s %q does not exist in %s; create it, or remove issuerRef to let the operator make a self-signed CA chain", ref.Kind, ref.Name, where)
+			return step, 30 * time.Second, nil
+		}
+	}
+	for _, obj := range run.cfg.CertManagerObjects() {
+		if err := run.ensure(ctx, obj); err != nil {
+			return step, 0, err
+		}
+	}
+	tlsSecret := &corev1.Secret{}
+	err := run.r.Client.Get(ctx, client.ObjectKey{Namespace: run.cfg.Namespace, Name: stack.TLSSecretName}, tlsSecret)
+	if client.IgnoreNotFound(err) != nil {
+		return step, 0, err
+	}
+	if err != nil || len(tlsSecret.Data[stack.TLSCertKey]) == 0 {
+		step.Progress, step.Reason = stack.Waiting, gmsav1alpha1.ReasonCertificatePending
+		step.Message = fmt.Sprintf("waiting for cert-manager to issue Certificate %s/%s into Secret %s (kubectl describe certificate -n %s %s)",
+			run.cfg.Namespace, stack.ServingCertificateName, stack.TLSSecretName, run.cfg.Namespace, stack.ServingCertificateName)
+		return step, 0, nil
+	}
+	step.Reason = gmsav1alpha1.ReasonSucceeded
+	step.Message = "cert-manager issued the serving certificate; its cainjector fills caBundle"
+	if c, err := certs.NotAfter(tlsSecret.Data[stack.TLSCertKey]); err == nil {
+		t := metav1.NewTime(c)
+		run.o.NotAfter = &t
+		step.Message = fmt.Sprintf("cert-manager issued the serving certificate, valid until %s; its cainjector fills caBundle", c.UTC().Format(time.RFC3339))
+	}
+	return step, 0, nil
+}
+
+// deployment runs the webhook and reports its availability.
+func (run *stackRun) deployment(ctx context.Context) (stack.Step, time.Duration, error) {
+	step := stack.Step{Condition: gmsav1alpha1.ConditionWebhookAvailable}
+	if err := run.ensure(ctx, run.cfg.Deployment(run.caID)); err != nil {
+		return step, 0, err
+	}
+	dep := &appsv1.Deployment{}
+	if err := run.r.Client.Get(ctx, client.ObjectKey{Namespace: run.cfg.Namespace, Name: stack.WebhookName}, dep); client.IgnoreNotFound(err) != nil {
+		return step, 0, err
+	}
+	run.o.ReadyReplicas = dep.Status.ReadyReplicas
+	want := run.cfg.Replicas
+	if dep.Status.AvailableReplicas == 0 || !deploymentAvailable(dep) {
+		step.Progress, step.Reason = stack.Waiting, gmsav1alpha1.ReasonDeploymentUnavailable
+		step.Message = fmt.Sprintf("webhook Deployment %s/%s has %d of %d replicas available%s (kubectl -n %s get pods -l app.kubernetes.io/name=%s)",
+			run.cfg.Namespace, stack.WebhookName, dep.Status.AvailableReplicas, want, deploymentProblem(dep), run.cfg.Namespace, stack.WebhookName)
+		return step, 0, nil
+	}
+	step.Reason = gmsav1alpha1.ReasonSucceeded
+	step.Message = fmt.Sprintf("%d of %d webhook replicas available, running %s", dep.Status.AvailableReplicas, want, run.cfg.Image)
+	if dep.Status.ObservedGeneration < dep.Generation || dep.Status.UpdatedReplicas < want || dep.Status.Replicas > want || dep.Status.AvailableReplicas < want {
+		// Available, and rolling out: admission keeps working meanwhile,
+		// and the webhook configurations are kept as desired.
+		step.Progress, step.ConditionTrue, step.Continue = stack.Waiting, true, true
+		step.Reason = gmsav1alpha1.ReasonProgressing
+		step.Message = fmt.Sprintf("rolling out %s: %d of %d replicas updated, %d available; the previous replicas keep serving%s",
+			run.cfg.Image, dep.Status.UpdatedReplicas, want, dep.Status.AvailableReplicas, deploymentProblem(dep))
+	}
+	return step, 0, nil
+}
+
+func deploymentAvailable(dep *appsv1.Deployment) bool {
+	for _, c := range dep.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// deploymentProblem quotes the Deployment's own explanation, if any.
+func deploymentProblem(dep *appsv1.Deployment) string {
+	var msgs []string
+	for _, c := range dep.Status.Conditions {
+		if c.Status != corev1.ConditionTrue || c.Reason == "ProgressDeadlineExceeded" {
+			if c.Message != "" {
+				msgs = append(msgs, c.Message)
+			}
+		}
+	}
+	if len(msgs) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(msgs, "; ")
+}
+
+// admission registers the webhook configurations once the Deployment is
+// Available (the step runs only then), and keeps them as desired.
+func (run *stackRun) admission(ctx context.Context) (stack.Step, time.Duration, error) {
+	step := stack.Step{Condition: gmsav1alpha1.ConditionAdmissionConfigured}
+	if err := run.ensureWebhookConfigs(ctx); err != nil {
+		return step, 0, err
+	}
+	step.Reason = gmsav1alpha1.ReasonSucceeded
+	step.Message = fmt.Sprintf("MutatingWebhookConfiguration and ValidatingWebhookConfiguration %s send pods that mention gMSA to %s.%s.svc (failurePolicy %s, timeout %ds)",
+		stack.WebhookName, stack.WebhookName, run.cfg.Namespace, run.cfg.FailurePolicy, run.cfg.TimeoutSeconds)
+	return step, 0, nil
+}
+
+func (run *stackRun) ensureWebhookConfigs(ctx context.Context) error {
+	var bundle []byte
+	if run.cfg.CertSource != gmsav1alpha1.CertificateSourceCertManager {
+		bundle = run.bundle
+	}
+	m, v := run.cfg.WebhookConfigurations(bundle)
+	if err := run.ensure(ctx, m); err != nil {
+		return err
+	}
+	return run.ensure(ctx, v)
+}

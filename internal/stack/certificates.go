@@ -1,0 +1,256 @@
+package stack
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/gmsa-operator/gmsa-operator/internal/certs"
+)
+
+// Keys of the operator's CA Secret (SelfSigned mode).
+const (
+	// CACertKey and CAKeyKey hold the CA that signs the serving certificate.
+	CACertKey = "ca.crt"
+	CAKeyKey  = "ca.key"
+	// NextCACertKey and NextCAKeyKey hold the CA that takes over at the next
+	// renewal; it is trusted (in caBundle) from the moment it is made.
+	NextCACertKey = "next.crt"
+	NextCAKeyKey  = "next.key"
+	// PreviousCACertKey holds the CA that signed the serving certificate
+	// before the last rollover; it stays trusted until every webhook replica
+	// serves a certificate of the new CA.
+	PreviousCACertKey = "previous.crt"
+)
+
+// Keys of the serving certificate Secret (kubernetes.io/tls), mounted into
+// the webhook pods.
+const (
+	TLSCertKey = "tls.crt"
+	TLSKeyKey  = "tls.key"
+)
+
+// CAPropagationDelay is how long a new CA must have been in the webhook
+// configurations' caBundle before it signs the serving certificate: the API
+// servers watch the configurations and need a moment to see the new bundle.
+const CAPropagationDelay = 15 * time.Second
+
+// CertInput is what the certificate plan depends on.
+type CertInput struct {
+	// CA and TLS are the data of the two Secrets; nil when missing.
+	CA, TLS map[string][]byte
+	// DNSNames the serving certificate must cover.
+	DNSNames []string
+	// Duration and RenewBefore as in the GmsaStack spec (defaults applied).
+	Duration, RenewBefore time.Duration
+	// Now is the current time.
+	Now time.Time
+	// PublishedBundle is the caBundle that both webhook configurations
+	// have now (nil when either lacks it).
+	PublishedBundle []byte
+	// RolledOut is true when every webhook replica runs with the pod
+	// template of the stored CA (CAID of CA[CACertKey]): the Deployment
+	// finished its rollout.
+	RolledOut bool
+}
+
+// CertPlan is the certificate material the stack should have.
+type CertPlan struct {
+	// CA and TLS are the desired data of the two Secrets.
+	CA, TLS map[string][]byte
+	// Bundle is the caBundle for the webhook configurations: current CA,
+	// then the next and previous ones while they are trusted.
+	Bundle []byte
+	// CAID identifies the current CA; it goes into the pod template so that
+	// a CA rollover rolls the webhook pods.
+	CAID string
+	// NotAfter is the serving certificate's expiry.
+	NotAfter time.Time
+	// RequeueAfter is when the plan next changes by itself (a renewal is
+	// due, or a CA may be promoted).
+	RequeueAfter time.Duration
+	// Changes says, for people, what this plan changed; empty when the
+	// material is as it was.
+	Changes []string
+}
+
+// CAValidity is the lifetime of a CA the operator makes: two serving
+// certificate lifetimes.
+func CAValidity(duration time.Duration) time.Duration { return 2 * duration }
+
+// PlanCertificates computes the SelfSigned certificate material. The
+// rollover is safe by construction:
+//   - when the serving certificate is due and the CA cannot cover a whole
+//     new serving certificate (or lives longer than the spec now allows), a
+//     next CA is made and put in caBundle, and the renewal waits;
+//   - once the next CA has been in both webhook configurations for
+//     CAPropagationDelay, it becomes the CA and signs the new serving
+//     certificate; the old CA stays in caBundle, as previous;
+//   - the previous CA leaves caBundle once the webhook pods have rolled out
+//     with the new certificate, so caBundle ends with the new CA alone.
+//
+// Material that cannot be parsed, or does not belong together, is replaced.
+func PlanCertificates(in CertInput) (CertPlan, error) {
+	p := CertPlan{}
+	caValidity := CAValidity(in.Duration)
+	var ca, next *certs.KeyPair
+	var previous []byte
+	if in.CA != nil {
+		if kp, err := certs.ParseKeyPair(in.CA[CACertKey], in.CA[CAKeyKey]); err == nil && kp.Cert.IsCA && in.Now.Before(kp.Cert.NotAfter) {
+			ca = kp
+		}
+		if kp, err := certs.ParseKeyPair(in.CA[NextCACertKey], in.CA[NextCAKeyKey]); err == nil && kp.Cert.IsCA && in.Now.Before(kp.Cert.NotAfter) {
+			next = kp
+		}
+		if c, err := certs.ParseCertificate(in.CA[PreviousCACertKey]); err == nil && in.Now.Before(c.NotAfter) {
+			previous = in.CA[PreviousCACertKey]
+		}
+	}
+	if ca == nil {
+		kp, err := certs.NewCA(caCommonName(in.DNSNames), in.Now, caValidity)
+		if err != nil {
+			return p, err
+		}
+		p.Changes = append(p.Changes, "created a new CA (none valid was stored)")
+		ca, next, previous = kp, nil, nil
+	}
+
+	var serving *certs.KeyPair
+	if in.TLS != nil {
+		if kp, err := certs.ParseKeyPair(in.TLS[TLSCertKey], in.TLS[TLSKeyKey]); err == nil {
+			serving = kp
+		}
+	}
+	due := time.Time{} // when the plan next changes by itself
+	promoted := false
+	if reason := servingProblem(serving, ca, in); reason != "" {
+		tooLong := ca.Cert.NotAfter.Sub(ca.Cert.NotBefore) > caValidity+certs.ClockSkew+time.Minute
+		covers := !tooLong && !in.Now.Add(in.Duration).After(ca.Cert.NotAfter)
+		// A usable certificate may wait for the next CA to be trusted.
+		usable := serving != nil && signedBy(serving.Cert, ca.Cert) && in.Now.Before(serving.Cert.NotAfter) && sameNames(serving.Cert.DNSNames, in.DNSNames)
+		signer := ca
+		if !covers {
+			if next == nil {
+				kp, err := certs.NewCA(caCommonName(in.DNSNames), in.Now, caValidity)
+				if err != nil {
+					return p, err
+				}
+				next = kp
+				p.Changes = append(p.Changes, "created the next CA; it is trusted from now on and signs once the API servers have it")
+			}
+			trustedSince := next.Cert.NotBefore.Add(certs.ClockSkew + CAPropagationDelay)
+			switch {
+			case published(in.PublishedBundle, next.Cert) && !in.Now.Before(trustedSince):
+				previous, ca, next, signer, promoted = ca.CertPEM, next, nil, next, true
+				p.Changes = append(p.Changes, "promoted the next CA; the previous one stays trusted until every webhook replica serves the new certificate")
+			case usable:
+				signer = nil
+				due = trustedSince
+				if due.Before(in.Now.Add(time.Second)) {
+					due = in.Now.Add(time.Second)
+				}
+			}
+		}
+		if signer != nil {
+			kp, err := certs.NewServingCert(signer, in.DNSNames, in.Now, in.Duration)
+			if err != nil {
+				return p, err
+			}
+			serving = kp
+			p.Changes = append(p.Changes, "issued a new serving certificate ("+reason+")")
+		}
+	}
+	// The previous CA leaves once every replica serves the new one.
+	if previous != nil && !promoted && in.RolledOut && signedBy(serving.Cert, ca.Cert) {
+		previous = nil
+		p.Changes = append(p.Changes, "removed the previous CA from caBundle: every webhook replica serves a certificate of the current CA")
+	}
+
+	p.CA = map[string][]byte{CACertKey: ca.CertPEM, CAKeyKey: ca.KeyPEM}
+	p.Bundle = append([]byte(nil), ca.CertPEM...)
+	if next != nil {
+		p.CA[NextCACertKey], p.CA[NextCAKeyKey] = next.CertPEM, next.KeyPEM
+		p.Bundle = append(p.Bundle, next.CertPEM...)
+	}
+	if previous != nil {
+		p.CA[PreviousCACertKey] = previous
+		p.Bundle = append(p.Bundle, previous...)
+	}
+	p.TLS = map[string][]byte{TLSCertKey: serving.CertPEM, TLSKeyKey: serving.KeyPEM, CACertKey: p.Bundle}
+	p.CAID = CAID(ca.CertPEM)
+	p.NotAfter = serving.Cert.NotAfter
+	if renew := serving.Cert.NotAfter.Add(-in.RenewBefore); due.IsZero() || renew.Before(due) {
+		due = renew
+	}
+	p.RequeueAfter = max(due.Sub(in.Now), time.Second)
+	return p, nil
+}
+
+// servingProblem says why the serving certificate must be (re)issued, or ""
+// when it is fine.
+func servingProblem(serving, ca *certs.KeyPair, in CertInput) string {
+	switch {
+	case serving == nil:
+		return "none valid was stored"
+	case !signedBy(serving.Cert, ca.Cert):
+		return "not signed by the current CA"
+	case !sameNames(serving.Cert.DNSNames, in.DNSNames):
+		return "the Service's DNS names changed"
+	case certs.NeedsRenewal(serving.Cert, in.Now, in.RenewBefore):
+		return "due for renewal"
+	case serving.Cert.NotAfter.Sub(serving.Cert.NotBefore) > in.Duration+certs.ClockSkew+time.Minute:
+		return "valid for longer than spec.certificates.duration"
+	}
+	return ""
+}
+
+func signedBy(cert, ca *x509.Certificate) bool {
+	return cert.CheckSignatureFrom(ca) == nil
+}
+
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// published reports whether ca is in the PEM bundle.
+func published(bundle []byte, ca *x509.Certificate) bool {
+	cs, err := certs.ParseCertificates(bundle)
+	if err != nil {
+		return false
+	}
+	for _, c := range cs {
+		if bytes.Equal(c.Raw, ca.Raw) {
+			return true
+		}
+	}
+	return false
+}
+
+func caCommonName(dnsNames []string) string {
+	name := "gmsa-webhook"
+	if len(dnsNames) > 0 {
+		name = dnsNames[0]
+	}
+	return fmt.Sprintf("gmsa-operator CA for %s", name)
+}
+
+// CAID identifies a CA certificate (PEM) in a short, stable string.
+func CAID(certPEM []byte) string {
+	c, err := certs.ParseCertificate(certPEM)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:8])
+}
