@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"runtime"
 	"syscall"
 	"time"
@@ -52,6 +53,9 @@ type Options struct {
 	// ExtraCRDPaths are further CRD files or directories to install, such
 	// as cert-manager's.
 	ExtraCRDPaths []string
+	// NoCredentialSpecCRD leaves the GMSACredentialSpec CRD out, for suites
+	// where the operator installs it.
+	NoCredentialSpecCRD bool
 	// Verbose streams the control plane's output to stderr.
 	Verbose bool
 }
@@ -128,6 +132,10 @@ func Start(opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	crds := []*apiextensionsv1.CustomResourceDefinition{credspecCRD}
+	if opts.NoCredentialSpecCRD {
+		crds = nil
+	}
 	dir, err := os.MkdirTemp("", "gmsa-harness-")
 	if err != nil {
 		return nil, err
@@ -139,7 +147,7 @@ func Start(opts Options) (_ *Env, err error) {
 		Scheme:                scheme.New(),
 		CRDInstallOptions: envtest.CRDInstallOptions{
 			Paths:              append([]string{filepath.Join(root, "config", "crd", "bases")}, opts.ExtraCRDPaths...),
-			CRDs:               []*apiextensionsv1.CustomResourceDefinition{credspecCRD},
+			CRDs:               crds,
 			ErrorIfPathMissing: true,
 		},
 		AttachControlPlaneOutput: opts.Verbose,
@@ -275,4 +283,24 @@ func (e *Env) Stop() error {
 		errs = append(errs, os.RemoveAll(e.Dir))
 	}
 	return errors.Join(errs...)
+}
+
+// CertManagerCRDs returns the directory of cert-manager's CRDs (deploy/crds)
+// in the module cache, at the version go.mod pins.
+func CertManagerCRDs() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("find the cert-manager module: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+	if _, err := os.Stat(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
 }

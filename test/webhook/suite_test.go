@@ -10,10 +10,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -56,7 +54,7 @@ var (
 	// ca signs every serving certificate of the suite; it is the caBundle.
 	ca *certs.KeyPair
 	// volume holds tls.crt and tls.key as the kubelet mounts a Secret.
-	volume *secretVolume
+	volume *harness.SecretVolume
 	// webhookAddr is <ClusterIP>:<port>, where the API server calls.
 	webhookAddr string
 	// metricsURL is the webhook's /metrics.
@@ -97,7 +95,8 @@ var _ = BeforeSuite(func() {
 	By("issuing the serving certificate for <svc>.<ns>.svc into a Secret-like volume")
 	ca, err = certs.NewCA("gmsa-webhook-ca", time.Now(), 24*time.Hour)
 	Expect(err).NotTo(HaveOccurred())
-	volume = newSecretVolume(GinkgoT().TempDir(), servingFiles())
+	volume, err = harness.NewSecretVolume(GinkgoT().TempDir(), servingFiles())
+	Expect(err).NotTo(HaveOccurred())
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	httpsClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
@@ -116,8 +115,8 @@ var _ = BeforeSuite(func() {
 	go func() {
 		defer GinkgoRecover()
 		webhookDone <- cluster.Run(webhookCtx, cluster.Config{
-			CertFile:      filepath.Join(volume.dir, "tls.crt"),
-			KeyFile:       filepath.Join(volume.dir, "tls.key"),
+			CertFile:      filepath.Join(volume.Dir, "tls.crt"),
+			KeyFile:       filepath.Join(volume.Dir, "tls.key"),
 			Addr:          webhookAddr,
 			MetricsAddr:   "127.0.0.1:0",
 			Version:       "e2e",
@@ -229,39 +228,6 @@ func servingFiles() map[string][]byte {
 	leaf, err := certs.NewServingCert(ca, certs.ServiceDNSNames(webhookService, webhookNamespace), time.Now(), time.Hour)
 	Expect(err).NotTo(HaveOccurred())
 	return map[string][]byte{"tls.crt": leaf.CertPEM, "tls.key": leaf.KeyPEM}
-}
-
-// secretVolume is a directory laid out as the kubelet lays out a mounted
-// Secret: tls.crt -> ..data/tls.crt, ..data -> ..<timestamp>/; an update
-// writes a new timestamped directory, renames a new symlink over ..data and
-// removes the old directory (kubelet's AtomicWriter).
-type secretVolume struct {
-	dir string
-	gen int
-}
-
-func newSecretVolume(dir string, files map[string][]byte) *secretVolume {
-	v := &secretVolume{dir: dir}
-	v.update(files)
-	for name := range files {
-		Expect(os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name))).To(Succeed())
-	}
-	return v
-}
-
-func (v *secretVolume) update(files map[string][]byte) {
-	v.gen++
-	ts := fmt.Sprintf("..%s.%d", time.Now().UTC().Format("2006_01_02_15_04_05"), v.gen)
-	Expect(os.Mkdir(filepath.Join(v.dir, ts), 0o755)).To(Succeed())
-	for name, content := range files {
-		Expect(os.WriteFile(filepath.Join(v.dir, ts, name), content, 0o644)).To(Succeed())
-	}
-	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
-	Expect(os.Symlink(ts, filepath.Join(v.dir, "..data_tmp"))).To(Succeed())
-	Expect(os.Rename(filepath.Join(v.dir, "..data_tmp"), filepath.Join(v.dir, "..data"))).To(Succeed())
-	if old != "" {
-		Expect(os.RemoveAll(filepath.Join(v.dir, old))).To(Succeed())
-	}
 }
 
 // credSpec is a GMSACredentialSpec; content nil leaves out the credspec field.

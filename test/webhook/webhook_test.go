@@ -375,7 +375,7 @@ var _ = Describe("serving certificate rotation", Serial, func() {
 			want, err := certs.ParseCertificate(files["tls.crt"])
 			Expect(err).NotTo(HaveOccurred())
 			Expect(want.SerialNumber).NotTo(Equal(first))
-			volume.update(files)
+			Expect(volume.Update(files)).To(Succeed())
 			Eventually(served).WithTimeout(15*time.Second).WithPolling(50*time.Millisecond).Should(Equal(want.SerialNumber),
 				"swap %d is not served", swap)
 			time.Sleep(2 * time.Second) // keep the load on the new certificate
