@@ -73,6 +73,17 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if metricsAddr == "" {
 		metricsAddr = "0"
 	}
+	// cert-manager's kinds are cached and watched only when its CRDs are
+	// installed (a cache of a kind the API server lacks fails to start).
+	direct, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("create client: %w", err)
+	}
+	ctx := context.Background()
+	certManager, err := crdInstalled(ctx, direct, "certificates.cert-manager.io")
+	if err != nil {
+		return nil, err
+	}
 	managed := cache.ByObject{Label: ManagedSelector()}
 	byObject := map[client.Object]cache.ByObject{
 		&rbacv1.ClusterRole{}:           managed,
@@ -85,11 +96,13 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		&policyv1.PodDisruptionBudget{}: managed,
 		&admissionregistrationv1.MutatingWebhookConfiguration{}:   managed,
 		&admissionregistrationv1.ValidatingWebhookConfiguration{}: managed,
-		&cmapi.Certificate{}: managed,
-		&cmapi.Issuer{}:      managed,
 		// Only the one CRD the operator installs, not every CRD of the
 		// cluster (some are megabytes).
 		&apiextensionsv1.CustomResourceDefinition{}: {Field: fields.OneTermEqualSelector("metadata.name", credspeccrd.Name)},
+	}
+	if certManager {
+		byObject[&cmapi.Certificate{}] = managed
+		byObject[&cmapi.Issuer{}] = managed
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme.New(),
@@ -113,14 +126,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	ctx := context.Background()
 	workers := opts.MaxConcurrentReconciles
 	if workers <= 0 {
 		workers = 4
-	}
-	certManager, err := crdInstalled(ctx, mgr.GetAPIReader(), "certificates.cert-manager.io")
-	if err != nil {
-		return nil, err
 	}
 	if err := (&controllers.GmsaStackReconciler{
 		Client:        mgr.GetClient(),
