@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gmsa-operator/gmsa-operator/internal/stack"
 	"github.com/gmsa-operator/gmsa-operator/test/harness"
 )
 
@@ -58,7 +59,7 @@ func (d *demo) run(args ...string) (string, error) {
 		// kubectl's warnings (such as "not namespace scoped") are noise
 		// unless the command failed.
 		fmt.Print(indent(stderr.String()))
-		return string(out), fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
+		return string(out) + stderr.String(), fmt.Errorf("kubectl %s: %w", strings.Join(args, " "), err)
 	}
 	return string(out), nil
 }
@@ -84,6 +85,10 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ") + "\n"
 }
 
+// demoImage stands for the operator's own image: the manager passes it to
+// the webhook Deployment, and the kubelet this program plays runs it.
+const demoImage = "gmsa-operator:demo"
+
 func run(managerBin string, keep bool) (err error) {
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -93,7 +98,7 @@ func run(managerBin string, keep bool) (err error) {
 
 	d.say("Starting a local control plane: etcd, kube-apiserver %s and kube-controller-manager (no cluster needed)", harness.KubeVersion)
 	start := time.Now()
-	if d.env, err = harness.Start(harness.Options{}); err != nil {
+	if d.env, err = harness.Start(harness.Options{ServiceCIDR: "127.0.107.0/24", NoCredentialSpecCRD: true}); err != nil {
 		return err
 	}
 	defer func() {
@@ -104,7 +109,7 @@ func run(managerBin string, keep bool) (err error) {
 	}()
 	fmt.Printf("  up in %.1fs; API server at %s\n", time.Since(start).Seconds(), d.env.Config.Host)
 
-	d.say("The CRDs are installed: gmsa.io's GmsaStack and GmsaAccount, and windows.k8s.io's GMSACredentialSpec")
+	d.say("gmsa.io's CRDs are installed (GmsaStack, GmsaAccount); windows.k8s.io's GMSACredentialSpec is not: the GmsaStack installs it")
 	if _, err := d.run("get", "crds"); err != nil {
 		return err
 	}
@@ -115,6 +120,11 @@ func run(managerBin string, keep bool) (err error) {
 		return err
 	}
 	defer logFile.Close()
+	// The operator's own image is the webhook's default image (OLM passes
+	// it as RELATED_IMAGE_WEBHOOK).
+	if err := os.Setenv(stack.OperatorImageEnv, demoImage); err != nil {
+		return err
+	}
 	mgr, err := harness.StartManager(filepath.Join(root, managerBin), d.env.Kubeconfig, logFile)
 	if err != nil {
 		log, _ := os.ReadFile(logFile.Name())
@@ -123,8 +133,39 @@ func run(managerBin string, keep bool) (err error) {
 	defer mgr.Stop()
 	fmt.Printf("  manager ready (pid %d; health on %s, metrics on %s; log %s)\n", mgr.PID(), mgr.ProbeAddr, mgr.MetricsAddr, logFile.Name())
 
-	d.say("Applying config/samples: one GmsaStack (the cluster's gMSA stack) and one GmsaAccount (the docs' WebApp1 gMSA, for default/default and all of team-a)")
+	d.say("This program plays the kubelet: it runs the webhook's code on the Service's loopback ClusterIP:443 with the certificate from the operator's Secret, and marks the webhook pods Ready when it answers")
+	kubeletLog, err := os.CreateTemp("", "gmsa-demo-kubelet-*.log")
+	if err != nil {
+		return err
+	}
+	defer kubeletLog.Close()
+	kl := harness.StartKubelet(harness.KubeletOptions{
+		Client: d.env.Client, Config: d.env.Config, Namespace: "gmsa-system", PodIP: "127.0.107.250",
+		Images: []string{demoImage}, Log: kubeletLog,
+	})
+	defer kl.Stop()
+	fmt.Printf("  (its log: %s)\n", kubeletLog.Name())
+
+	d.say("Applying config/samples: one GmsaStack (the cluster's gMSA stack, all defaults) and one GmsaAccount (the docs' WebApp1 gMSA, for default/default and all of team-a)")
 	if _, err := d.run("apply", "--server-side", "-k", "config/samples"); err != nil {
+		return err
+	}
+
+	d.say("The GmsaStack installs the CRD, the webhook's RBAC, a CA and serving certificate, the Deployment and Service, and once the webhook is available, its registration")
+	if _, err := d.run("wait", "--for=condition=Ready", "--timeout=120s", "gmsastack/default"); err != nil {
+		_, _ = d.run("get", "gmsastack", "default", "-o", "yaml")
+		return err
+	}
+	if _, err := d.run("get", "gmsastacks"); err != nil {
+		return err
+	}
+	if _, err := d.run("get", "gmsastack", "default", "-o", `jsonpath={range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}`); err != nil {
+		return err
+	}
+	if _, err := d.run("-n", "gmsa-system", "get", "deployments,services,secrets,poddisruptionbudgets", "-l", "app.kubernetes.io/managed-by=gmsa-operator"); err != nil {
+		return err
+	}
+	if _, err := d.run("get", "mutatingwebhookconfigurations,validatingwebhookconfigurations", "-l", "app.kubernetes.io/managed-by=gmsa-operator"); err != nil {
 		return err
 	}
 
@@ -175,10 +216,32 @@ func run(managerBin string, keep bool) (err error) {
 		return err
 	}
 
-	d.say("The GmsaStack waits for its controller (a later milestone)")
-	if _, err := d.run("get", "gmsastacks"); err != nil {
+	d.say("A Windows pod of default/default names the credspec: the API server calls the webhook over TLS, which fills in the JSON")
+	pod := func(name, sa string) string {
+		return fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"namespace":"default"},"spec":{"serviceAccountName":%q,"nodeSelector":{"kubernetes.io/os":"windows"},"securityContext":{"windowsOptions":{"gmsaCredentialSpecName":"webapp1"}},"containers":[{"name":"iis","image":"windows/servercore/iis:windowsservercore-ltsc2022"}]}}`, name, sa)
+	}
+	podFile := filepath.Join(d.env.Dir, "pod.json")
+	if err := os.WriteFile(podFile, []byte(pod("webapp1", "default")), 0o600); err != nil {
 		return err
 	}
+	if _, err := d.run("apply", "-f", podFile); err != nil {
+		return err
+	}
+	if _, err := d.run("get", "pod", "webapp1", "-o", `jsonpath={.spec.securityContext.windowsOptions.gmsaCredentialSpec}{"\n"}`); err != nil {
+		return err
+	}
+
+	d.say("A pod of a service account that is not listed is denied by the validating webhook")
+	if _, err := d.run("create", "serviceaccount", "intruder"); err != nil {
+		return err
+	}
+	if err := os.WriteFile(podFile, []byte(pod("intruder", "intruder")), 0o600); err != nil {
+		return err
+	}
+	if out, err := d.run("apply", "-f", podFile); err == nil || !strings.Contains(out, "is not authorized to `use` GMSA cred spec") {
+		return fmt.Errorf("the webhook did not deny a pod of an unlisted service account")
+	}
+	fmt.Println("  (denied, as it should be)")
 
 	d.say("Bad input is refused before anything is created: a credspec name with capitals (the Kubernetes docs' gmsa-WebApp1 trap)")
 	bad := `{"apiVersion":"gmsa.io/v1alpha1","kind":"GmsaAccount","metadata":{"name":"trap"},"spec":{"credentialSpecName":"gmsa-WebApp1","credentialSpec":{"accountName":"WebApp1","domain":{"dnsName":"contoso.com","netBiosName":"CONTOSO","guid":"244818ae-87ac-4fcd-92ec-e79e5252348a","sid":"S-1-5-21-2126449477-2524075714-3094792973"}},"serviceAccounts":[{"namespace":"default"}]}}`

@@ -42,6 +42,9 @@ var _ = Describe("secure metrics", func() {
 		addr, err := harness.FreeLoopbackAddr()
 		Expect(err).NotTo(HaveOccurred())
 		mgr, err := manager.New(env.Config, manager.Options{MetricsAddr: addr, SecureMetrics: true})
+		if err != nil {
+			close(done) // nothing to wait for at cleanup
+		}
 		Expect(err).NotTo(HaveOccurred())
 		go func() {
 			defer GinkgoRecover()

@@ -298,8 +298,8 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 	})
 
 	It("admits pods without gMSA fields while every webhook replica is down, and refuses gMSA pods", func() {
-		kl.setServing(false)
-		DeferCleanup(func() { kl.setServing(true) })
+		kl.SetServing(false)
+		DeferCleanup(func() { kl.SetServing(true) })
 		Eventually(func() error { return k8s.Create(ctx, gmsaPod("while-down", "allowed", "webapp1"), client.DryRunAll) }).
 			Should(MatchError(ContainSubstring("failed calling webhook")))
 		Expect(k8s.Create(ctx, plainPod("plain-while-down"))).To(Succeed())
@@ -307,7 +307,7 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 		_, _, err := webhookConfigs()
 		Expect(err).NotTo(HaveOccurred(), "the webhook configurations must stay while the webhook is down")
 
-		kl.setServing(true)
+		kl.SetServing(true)
 		eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
 		Eventually(func() error { return k8s.Create(ctx, gmsaPod("back-up", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
 	})
