@@ -1,6 +1,8 @@
-# One image for the manager and the admission webhook.
-# The build stage runs the same make target as CI, so the image holds what CI built.
-FROM golang:1.26 AS build
+# One image for the manager and the admission webhook, for linux/amd64 and
+# linux/arm64 (docker buildx build --platform linux/amd64,linux/arm64 .).
+# The build stage runs the same make target as CI, so the image holds what CI
+# built; it runs on the build machine's platform and cross-compiles.
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 WORKDIR /src
 ENV GOTOOLCHAIN=local CGO_ENABLED=0
 COPY go.mod go.sum ./

@@ -319,6 +319,12 @@ func (run *stackRun) reconcile(ctx context.Context) (stack.Outcome, time.Duratio
 			requeue = after
 		}
 		if st.Progress != stack.Done && !st.Continue {
+			if st.Condition == gmsav1alpha1.ConditionWebhookAvailable {
+				if m, v, err := run.webhookConfigs(ctx); err == nil && (m == nil || v == nil) {
+					run.o.Steps = append(run.o.Steps, stack.Step{Condition: gmsav1alpha1.ConditionAdmissionConfigured, Progress: stack.Waiting,
+						Reason: gmsav1alpha1.ReasonWaitingForWebhook, Message: "the webhook configurations are created once the webhook Deployment is Available, so that no pod is sent to a webhook that does not answer"})
+				}
+			}
 			break
 		}
 	}

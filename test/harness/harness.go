@@ -13,10 +13,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sigs.k8s.io/yaml"
 	"strings"
 	"syscall"
 	"time"
@@ -303,4 +306,45 @@ func CertManagerCRDs() (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// OperatorServiceAccount is the operator's ServiceAccount as config/default
+// installs it.
+const (
+	OperatorNamespace      = "gmsa-operator-system"
+	OperatorServiceAccount = "gmsa-operator-controller-manager"
+)
+
+// InstallOperatorRBAC renders config/default with kubectl kustomize and
+// creates its Namespace, ServiceAccount and RBAC objects (not the CRDs,
+// which Start installs, nor the Deployment), and returns a rest.Config that
+// impersonates the operator's ServiceAccount: a manager run with it has
+// exactly the permissions the shipped RBAC grants.
+func (e *Env) InstallOperatorRBAC(ctx context.Context) (*rest.Config, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	out, err := exec.Command(filepath.Join(AssetsDir(root), "kubectl"), "kustomize", filepath.Join(root, "config", "default")).Output()
+	if err != nil {
+		return nil, fmt.Errorf("kubectl kustomize config/default: %w", err)
+	}
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			return nil, err
+		}
+		switch u.GetKind() {
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			if err := e.Client.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
+				return nil, fmt.Errorf("create %s %s: %w", u.GetKind(), u.GetName(), err)
+			}
+		}
+	}
+	cfg := rest.CopyConfig(e.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + OperatorNamespace + ":" + OperatorServiceAccount,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + OperatorNamespace, "system:authenticated"},
+	}
+	return cfg, nil
 }

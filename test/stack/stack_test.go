@@ -517,7 +517,8 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, &appsv1.Deployment{}))).To(BeTrue(),
 			"nothing runs before the certificate exists")
 
-		By("writing the Secret as cert-manager would (its controllers do not run in this test)")
+		By("writing the Secret as cert-manager would (its controllers do not run in this test), with no webhook replica becoming ready")
+		kl.SetServing(false)
 		ca, err := certs.NewCA("cert-manager test CA", time.Now(), 24*time.Hour)
 		Expect(err).NotTo(HaveOccurred())
 		leaf, err := certs.NewServingCert(ca, certs.ServiceDNSNames(stack.WebhookName, namespace), time.Now(), time.Hour)
@@ -528,6 +529,17 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			Type: corev1.SecretTypeTLS,
 			Data: map[string][]byte{stack.TLSCertKey: leaf.CertPEM, stack.TLSKeyKey: leaf.KeyPEM, stack.CACertKey: ca.CertPEM},
 		})).To(Succeed())
+		s = eventuallyStack("cm",
+			haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionTrue, ""),
+			haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionFalse, gmsav1alpha1.ReasonDeploymentUnavailable),
+			haveCondition(gmsav1alpha1.ConditionAdmissionConfigured, metav1.ConditionFalse, gmsav1alpha1.ReasonWaitingForWebhook))
+		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("0 of 2 replicas available"))
+		Consistently(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, &admissionregistrationv1.MutatingWebhookConfiguration{}))
+		}).WithTimeout(2*time.Second).Should(BeTrue(), "no webhook is registered before the Deployment is Available")
+
+		By("the webhook becomes ready: the stack registers it")
+		kl.SetServing(true)
 		eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
 		m, v, err := webhookConfigs()
 		Expect(err).NotTo(HaveOccurred())

@@ -18,7 +18,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -66,8 +65,10 @@ var _ = BeforeSuite(func() {
 	By("installing an older revision of the GMSACredentialSpec CRD, as an earlier operator did, with a credspec in it")
 	installOldCRD()
 
-	By("starting the manager with its own image given as RELATED_IMAGE_WEBHOOK")
-	mgr, err := manager.New(rest.CopyConfig(env.Config), manager.Options{OperatorImage: operatorImage})
+	By("starting the manager as the operator's ServiceAccount, with only the RBAC config/default grants it, and its own image given as RELATED_IMAGE_WEBHOOK")
+	operatorConfig, err := env.InstallOperatorRBAC(context.Background())
+	Expect(err).NotTo(HaveOccurred())
+	mgr, err := manager.New(operatorConfig, manager.Options{OperatorImage: operatorImage})
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancelMgr = cancel
