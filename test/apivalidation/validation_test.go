@@ -279,6 +279,8 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
 			"spec.credentialSpecCRD.policy", `supported values: "Manage", "Adopt", "External"`}),
 		Entry("stack: image with a space", badCase{stack(`  webhook: {image: "registry.invalid/gmsa webhook:1"}`),
 			"spec.webhook.image", "without spaces"}),
+		Entry("stack: namespaceSelector with two requirements (their negation is no selector)", badCase{stack(`  webhook: {namespaceSelector: {matchLabels: {team: a, tier: b}}}`),
+			"spec.webhook.namespaceSelector", "give exactly one label or one expression"}),
 	)
 
 	It("accepts every sample in config/samples", func() {
