@@ -1,0 +1,277 @@
+// Package gitops_test checks what GitOps tools see of gmsa-operator's
+// objects, on live objects of a real API server with the manager running
+// under its shipped RBAC: kstatus (Flux, kpt, cli-utils) and the Argo CD
+// health check in config/argocd, run with gopher-lua, agree on InProgress
+// (Progressing), Current (Healthy) and Failed (Degraded); and applying the
+// samples again the way a GitOps tool does changes nothing.
+package gitops_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	lua "github.com/yuin/gopher-lua"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gmsa-operator/gmsa-operator/internal/manager"
+	"github.com/gmsa-operator/gmsa-operator/test/harness"
+)
+
+const gitopsManager = "argocd-controller"
+
+var (
+	env        *harness.Env
+	k8s        client.Client
+	healthLua  string
+	cancelMgr  context.CancelFunc
+	mgrDone    chan error
+	kl         *harness.Kubelet
+	stackGVK   = schema.GroupVersionKind{Group: "gmsa.io", Version: "v1alpha1", Kind: "GmsaStack"}
+	accountGVK = schema.GroupVersionKind{Group: "gmsa.io", Version: "v1alpha1", Kind: "GmsaAccount"}
+)
+
+func TestGitOps(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(60 * time.Second)
+	SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
+	RunSpecs(t, "GitOps suite")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	if os.Geteuid() != 0 {
+		Skip("the webhook is served on its Service's port 443 on loopback: that needs root")
+	}
+	root, err := harness.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	b, err := os.ReadFile(filepath.Join(root, "config", "argocd", "health.lua"))
+	Expect(err).NotTo(HaveOccurred())
+	healthLua = string(b)
+	env, err = harness.Start(harness.Options{ServiceCIDR: "127.0.108.0/24", NoCredentialSpecCRD: true})
+	Expect(err).NotTo(HaveOccurred())
+	k8s = env.Client
+})
+
+var _ = AfterSuite(func() {
+	if kl != nil {
+		kl.Stop()
+	}
+	if cancelMgr != nil {
+		cancelMgr()
+		Eventually(mgrDone, 30*time.Second).Should(Receive(BeNil()))
+	}
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+// samples reads config/samples as a GitOps tool would from Git.
+func samples() []*unstructured.Unstructured {
+	root, err := harness.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	var objs []*unstructured.Unstructured
+	for _, f := range []string{"gmsa_v1alpha1_gmsastack.yaml", "gmsa_v1alpha1_gmsaaccount.yaml"} {
+		b, err := os.ReadFile(filepath.Join(root, "config", "samples", f))
+		Expect(err).NotTo(HaveOccurred())
+		u := &unstructured.Unstructured{}
+		Expect(yaml.Unmarshal(b, &u.Object)).To(Succeed())
+		objs = append(objs, u)
+	}
+	return objs
+}
+
+// gitopsApply applies obj with server-side apply under the GitOps tool's
+// field manager, without forcing: a conflict with the operator fails.
+func gitopsApply(obj *unstructured.Unstructured) error {
+	//nolint:staticcheck // Patch with client.Apply applies an unstructured object as it is.
+	return k8s.Patch(context.Background(), obj.DeepCopy(), client.Apply, client.FieldOwner(gitopsManager))
+}
+
+func live(gvk schema.GroupVersionKind, name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	ExpectWithOffset(1, k8s.Get(context.Background(), client.ObjectKey{Name: name}, u)).To(Succeed())
+	return u
+}
+
+// kstatus computes the object's status as Flux and kpt do.
+func kstatus(u *unstructured.Unstructured) status.Status {
+	res, err := status.Compute(u)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
+	return res.Status
+}
+
+// argoHealth runs config/argocd/health.lua on the object as Argo CD does:
+// the object is the global `obj`, the script returns {status, message}.
+func argoHealth(u *unstructured.Unstructured) (string, string) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: false})
+	defer L.Close()
+	L.SetGlobal("obj", toLua(L, u.Object))
+	ExpectWithOffset(1, L.DoString(healthLua)).To(Succeed())
+	ret, ok := L.Get(-1).(*lua.LTable)
+	ExpectWithOffset(1, ok).To(BeTrue(), "health.lua returned no table")
+	return ret.RawGetString("status").String(), ret.RawGetString("message").String()
+}
+
+func toLua(L *lua.LState, v any) lua.LValue {
+	switch t := v.(type) {
+	case map[string]any:
+		tbl := L.NewTable()
+		for k, e := range t {
+			tbl.RawSetString(k, toLua(L, e))
+		}
+		return tbl
+	case []any:
+		tbl := L.NewTable()
+		for _, e := range t {
+			tbl.Append(toLua(L, e))
+		}
+		return tbl
+	case string:
+		return lua.LString(t)
+	case bool:
+		return lua.LBool(t)
+	case int64:
+		return lua.LNumber(t)
+	case float64:
+		return lua.LNumber(t)
+	case nil:
+		return lua.LNil
+	}
+	Fail(fmt.Sprintf("unexpected JSON value %T", v))
+	return lua.LNil
+}
+
+// views is what the two tools say of one object.
+type views struct {
+	kstatus status.Status
+	argo    string
+	message string
+}
+
+func view(gvk schema.GroupVersionKind, name string) views {
+	u := live(gvk, name)
+	h, msg := argoHealth(u)
+	return views{kstatus: kstatus(u), argo: h, message: msg}
+}
+
+var _ = Describe("what GitOps tools see", Ordered, func() {
+	ctx := context.Background()
+
+	It("ships the same Lua health check for both kinds in the argocd-cm patch", func() {
+		root, err := harness.RepoRoot()
+		Expect(err).NotTo(HaveOccurred())
+		b, err := os.ReadFile(filepath.Join(root, "config", "argocd", "argocd-cm-patch.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		var patch struct {
+			Data map[string]string `json:"data"`
+		}
+		Expect(yaml.Unmarshal(b, &patch)).To(Succeed())
+		for _, kind := range []string{"GmsaStack", "GmsaAccount"} {
+			Expect(patch.Data).To(HaveKeyWithValue("resource.customizations.health.gmsa.io_"+kind, healthLua))
+		}
+	})
+
+	It("says InProgress / Progressing before the operator has seen the objects", func() {
+		for _, obj := range samples() {
+			Expect(gitopsApply(obj)).To(Succeed())
+		}
+		for _, v := range []views{view(stackGVK, "default"), view(accountGVK, "webapp1")} {
+			Expect(v.kstatus).To(Equal(status.InProgressStatus))
+			Expect(v.argo).To(Equal("Progressing"), v.message)
+		}
+	})
+
+	It("says Current / Healthy once the operator made them Ready, passing through InProgress", func() {
+		By("starting the manager under its shipped RBAC, and the kubelet the test plays")
+		cfg, err := env.InstallOperatorRBAC(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		mgr, err := manager.New(cfg, manager.Options{OperatorImage: "gmsa-operator:gitops"})
+		Expect(err).NotTo(HaveOccurred())
+		mctx, cancel := context.WithCancel(context.Background())
+		cancelMgr, mgrDone = cancel, make(chan error, 1)
+		go func() {
+			defer GinkgoRecover()
+			mgrDone <- mgr.Start(mctx)
+		}()
+		kl = harness.StartKubelet(harness.KubeletOptions{Client: k8s, Config: env.Config, Namespace: "gmsa-system",
+			PodIP: "127.0.108.250", Images: []string{"gmsa-operator:gitops"}, Log: GinkgoWriter})
+
+		seen := map[status.Status]bool{}
+		Eventually(func(g Gomega) {
+			s := view(stackGVK, "default")
+			seen[s.kstatus] = true
+			g.Expect(s.kstatus).To(Equal(status.CurrentStatus), s.message)
+			g.Expect(s.argo).To(Equal("Healthy"), s.message)
+		}).WithPolling(50 * time.Millisecond).Should(Succeed())
+		Expect(seen).To(HaveKey(status.InProgressStatus), "the stack converged without ever being InProgress")
+		Eventually(func(g Gomega) {
+			a := view(accountGVK, "webapp1")
+			g.Expect(a.kstatus).To(Equal(status.CurrentStatus), a.message)
+			g.Expect(a.argo).To(Equal("Healthy"), a.message)
+		}).Should(Succeed())
+	})
+
+	It("applies the samples again without conflicts or changes: the operator never writes their spec", func() {
+		before := map[string]string{}
+		for _, obj := range samples() {
+			before[obj.GetKind()] = live(obj.GroupVersionKind(), obj.GetName()).GetResourceVersion()
+		}
+		for _, obj := range samples() {
+			Expect(gitopsApply(obj)).To(Succeed(), "a conflict means the operator owns a field that is in Git")
+		}
+		for _, obj := range samples() {
+			u := live(obj.GroupVersionKind(), obj.GetName())
+			Expect(u.GetResourceVersion()).To(Equal(before[obj.GetKind()]), "%s changed on a re-apply", obj.GetKind())
+			for _, mf := range u.GetManagedFields() {
+				if mf.Manager == gitopsManager || mf.Subresource == "status" {
+					continue
+				}
+				Expect(string(mf.FieldsV1.Raw)).NotTo(ContainSubstring(`"f:spec"`), "%s owns spec fields of %s", mf.Manager, obj.GetKind())
+			}
+		}
+	})
+
+	It("says Failed / Degraded when an object is Stalled", func() {
+		By("a second GmsaStack (there is one per cluster)")
+		second := samples()[0]
+		second.SetName("second")
+		Expect(gitopsApply(second)).To(Succeed())
+		Eventually(func(g Gomega) {
+			v := view(stackGVK, "second")
+			g.Expect(v.kstatus).To(Equal(status.FailedStatus), v.message)
+			g.Expect(v.argo).To(Equal("Degraded"))
+			g.Expect(v.message).To(ContainSubstring("DuplicateStack"))
+		}).Should(Succeed())
+
+		By("a GmsaAccount whose credspec name belongs to someone else")
+		foreign := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec",
+			"metadata": map[string]any{"name": "taken"},
+			"credspec": map[string]any{"CmsPlugins": []any{"ActiveDirectory"}},
+		}}
+		Expect(k8s.Create(ctx, foreign)).To(Succeed())
+		acct := samples()[1]
+		acct.SetName("taken")
+		Expect(gitopsApply(acct)).To(Succeed())
+		Eventually(func(g Gomega) {
+			v := view(accountGVK, "taken")
+			g.Expect(v.kstatus).To(Equal(status.FailedStatus), v.message)
+			g.Expect(v.argo).To(Equal("Degraded"))
+			g.Expect(strings.HasPrefix(v.message, "CredentialSpecConflict")).To(BeTrue(), v.message)
+		}).Should(Succeed())
+	})
+})
