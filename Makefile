@@ -10,6 +10,7 @@ export GOTOOLCHAIN := local
 KUBE_VERSION ?= 1.37.1
 ETCD_VERSION ?= 3.7.3
 CONTROLLER_GEN_VERSION ?= v0.23.0
+HELM_VERSION ?= v3.22.0
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 GOOS := $(shell go env GOOS)
@@ -19,6 +20,8 @@ GOARCH := $(shell go env GOARCH)
 export KUBEBUILDER_ASSETS := $(CURDIR)/bin/k8s/$(KUBE_VERSION)-$(GOOS)-$(GOARCH)
 
 CONTROLLER_GEN := $(CURDIR)/bin/tools/controller-gen-$(CONTROLLER_GEN_VERSION)
+# test/install finds helm here.
+export HELM := $(CURDIR)/bin/tools/helm-$(HELM_VERSION)
 GO_TEST_FLAGS ?= -count=1 -timeout=45m
 FUZZ_TIME ?= 15s
 LDFLAGS := -s -w -X main.version=$(VERSION)
@@ -36,7 +39,7 @@ demo: control-plane build ## Run the operator on a local control plane it starts
 	go run ./test/demo -manager bin/manager $(if $(KEEP),-keep)
 
 .PHONY: test
-test: verify-generated fmt-check vet control-plane ## Vet, check generated files, run unit and envtest suites, fuzz the webhook briefly.
+test: verify-generated fmt-check vet control-plane helm ## Vet, check generated files, run unit and envtest suites, fuzz the webhook briefly.
 	go test $(GO_TEST_FLAGS) ./...
 	go test ./internal/webhook -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZ_TIME)
 
@@ -51,8 +54,12 @@ manifests: controller-gen ## Generate the CRDs and the operator's RBAC from the 
 generate: controller-gen ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object paths="./api/..."
 
+.PHONY: chart
+chart: ## Copy the CRDs and the manager's RBAC rules from config/ into charts/gmsa-operator.
+	go run ./hack/chartgen
+
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail when generated files differ from what is committed.
+verify-generated: manifests generate chart ## Fail when generated files differ from what is committed.
 	@changed="$$(git status --porcelain -- api config bundle charts)"; \
 	if [[ -n "$$changed" ]]; then \
 		echo "Generated files are stale; run 'make manifests generate' and commit:"; echo "$$changed"; \
@@ -91,6 +98,11 @@ control-plane: ## Build kube-apiserver, kube-controller-manager, kubectl and etc
 controller-gen: $(CONTROLLER_GEN) ## Install controller-gen.
 $(CONTROLLER_GEN):
 	./hack/install-tool.sh controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen $(CONTROLLER_GEN_VERSION) >/dev/null
+
+.PHONY: helm
+helm: $(HELM) ## Install helm (test/install lints and renders the chart with it).
+$(HELM):
+	./hack/install-tool.sh helm helm.sh/helm/v3/cmd/helm $(HELM_VERSION) >/dev/null
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps the cached control plane and tools).

@@ -1,0 +1,199 @@
+// Package install_test checks the three install paths against a real API
+// server: config/default (kustomize), the Helm chart (default values and a
+// values file with everything set) and the OLM bundle's manifests are each
+// applied with server-side dry-run, and every object must be accepted. It
+// also lints the chart, checks that its output is deterministic, and that
+// the chart's CRDs and RBAC equal config/.
+package install_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gmsa-operator/gmsa-operator/test/harness"
+)
+
+const namespace = "gmsa-operator-system"
+
+var (
+	env  *harness.Env
+	root string
+	helm string
+)
+
+func TestInstall(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Install paths suite")
+}
+
+var _ = BeforeSuite(func() {
+	var err error
+	root, err = harness.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	helm = os.Getenv("HELM")
+	if helm == "" {
+		helm = filepath.Join(root, "bin", "tools", "helm-v3.22.0")
+	}
+	_, err = os.Stat(helm)
+	Expect(err).NotTo(HaveOccurred(), "helm not found at %s: run `make helm` (or make test)", helm)
+	env, err = harness.Start(harness.Options{NoControllerManager: true, ServiceCIDR: "127.0.109.0/24"})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})).To(Succeed())
+})
+
+var _ = AfterSuite(func() {
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+func command(name string, args ...string) string {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	ExpectWithOffset(1, err).NotTo(HaveOccurred(), "%s %s: %s", name, strings.Join(args, " "), stderr.String())
+	return string(out)
+}
+
+func kubectl(args ...string) string {
+	return command(filepath.Join(harness.AssetsDir(root), "kubectl"), args...)
+}
+
+func helmTemplate(args ...string) string {
+	return command(helm, append([]string{"template", "gmsa-operator", "charts/gmsa-operator", "--namespace", namespace, "--kube-version", harness.KubeVersion}, args...)...)
+}
+
+// decode splits a multi-document YAML stream into objects.
+func decode(stream string) []*unstructured.Unstructured {
+	var objs []*unstructured.Unstructured
+	for _, doc := range strings.Split(stream, "\n---") {
+		u := &unstructured.Unstructured{}
+		ExpectWithOffset(1, yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+	return objs
+}
+
+// dryRunApply applies every object with server-side apply in dry-run mode:
+// the API server validates each fully (schema, CEL rules, admission) and
+// stores nothing.
+func dryRunApply(objs []*unstructured.Unstructured) {
+	ExpectWithOffset(1, objs).NotTo(BeEmpty())
+	for _, u := range objs {
+		//nolint:staticcheck // Patch with client.Apply applies unstructured objects as they are.
+		err := env.Client.Patch(context.Background(), u, client.Apply, client.FieldOwner("install-test"), client.DryRunAll, client.ForceOwnership)
+		ExpectWithOffset(1, err).NotTo(HaveOccurred(), "%s %s/%s was refused", u.GetKind(), u.GetNamespace(), u.GetName())
+	}
+}
+
+func kinds(objs []*unstructured.Unstructured) []string {
+	var ks []string
+	for _, u := range objs {
+		ks = append(ks, u.GetKind())
+	}
+	return ks
+}
+
+var _ = Describe("install paths", func() {
+	It("config/default: every object is accepted by the API server", func() {
+		objs := decode(kubectl("kustomize", "config/default"))
+		Expect(kinds(objs)).To(ContainElements("Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"))
+		dryRunApply(objs)
+		for _, u := range objs {
+			if u.GetKind() != "Deployment" {
+				continue
+			}
+			Expect(u.GetNamespace()).To(Equal(namespace))
+			c, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+			image := c[0].(map[string]any)["image"]
+			env := c[0].(map[string]any)["env"].([]any)
+			Expect(env).To(ContainElement(map[string]any{"name": "RELATED_IMAGE_WEBHOOK", "value": image}), "the webhook image must default to the manager's")
+		}
+	})
+
+	It("the Helm chart lints clean", func() {
+		out := command(helm, "lint", "--strict", "charts/gmsa-operator", "--kube-version", harness.KubeVersion)
+		Expect(out).To(ContainSubstring("0 chart(s) failed"))
+		out = command(helm, "lint", "--strict", "charts/gmsa-operator", "--kube-version", harness.KubeVersion, "-f", "charts/gmsa-operator/ci/full-values.yaml")
+		Expect(out).To(ContainSubstring("0 chart(s) failed"))
+	})
+
+	It("the Helm chart with default values: deterministic, and every object is accepted", func() {
+		first := helmTemplate()
+		Expect(helmTemplate()).To(Equal(first), "two renders differ: the chart must not use random values or lookup")
+		objs := decode(first)
+		Expect(kinds(objs)).To(ContainElements("CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"))
+		Expect(kinds(objs)).NotTo(ContainElement("GmsaStack"))
+		dryRunApply(objs)
+		for _, u := range objs {
+			if u.GetKind() == "CustomResourceDefinition" {
+				Expect(u.GetAnnotations()).To(HaveKeyWithValue("helm.sh/resource-policy", "keep"))
+			}
+		}
+	})
+
+	It("the Helm chart with every value set: every object, the GmsaStack included, is accepted", func() {
+		objs := decode(helmTemplate("-f", "charts/gmsa-operator/ci/full-values.yaml"))
+		Expect(kinds(objs)).To(ContainElement("GmsaStack"))
+		dryRunApply(objs)
+		for _, u := range objs {
+			if u.GetKind() == "CustomResourceDefinition" {
+				Expect(u.GetAnnotations()).NotTo(HaveKey("helm.sh/resource-policy"))
+			}
+		}
+		Expect(kinds(decode(helmTemplate("--set", "crds.enabled=false")))).NotTo(ContainElement("CustomResourceDefinition"))
+	})
+
+	It("the Helm chart refuses values its schema does not know", func() {
+		cmd := exec.Command(helm, "template", "x", "charts/gmsa-operator", "--kube-version", harness.KubeVersion, "--set", "replicas=2")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		Expect(err).To(HaveOccurred())
+		Expect(string(out)).To(ContainSubstring("replicas"))
+	})
+
+	It("the chart's CRDs and manager rules equal config/", func() {
+		chart := map[string]*unstructured.Unstructured{}
+		var rules any
+		for _, u := range decode(helmTemplate()) {
+			switch {
+			case u.GetKind() == "CustomResourceDefinition":
+				chart[u.GetName()] = u
+			case u.GetKind() == "ClusterRole" && strings.HasSuffix(u.GetName(), "-manager"):
+				rules = u.Object["rules"]
+			}
+		}
+		files, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(files).NotTo(BeEmpty())
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			Expect(err).NotTo(HaveOccurred())
+			want := decode(string(b))[0]
+			got, ok := chart[want.GetName()]
+			Expect(ok).To(BeTrue(), "the chart lacks CRD %s", want.GetName())
+			Expect(apiequality.Semantic.DeepEqual(got.Object["spec"], want.Object["spec"])).To(BeTrue(), "CRD %s in the chart is stale: run make chart", want.GetName())
+		}
+		b, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rules).To(Equal(decode(string(b))[0].Object["rules"]), "the chart's manager rules are stale: run make chart")
+	})
+})
