@@ -39,7 +39,7 @@ demo: control-plane build ## Run the operator on a local control plane it starts
 	go run ./test/demo -manager bin/manager $(if $(KEEP),-keep)
 
 .PHONY: test
-test: verify-generated fmt-check vet control-plane helm ## Vet, check generated files, run unit and envtest suites, fuzz the webhook briefly.
+test: control-plane helm verify-generated fmt-check vet ## Vet, check generated files, run unit and envtest suites, fuzz the webhook briefly.
 	go test $(GO_TEST_FLAGS) ./...
 	go test ./internal/webhook -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZ_TIME)
 
@@ -58,12 +58,18 @@ generate: controller-gen ## Generate deepcopy code.
 chart: ## Copy the CRDs and the manager's RBAC rules from config/ into charts/gmsa-operator.
 	go run ./hack/chartgen
 
+BUNDLE_VERSION ?= 0.1.0
+
+.PHONY: bundle
+bundle: control-plane ## Generate the OLM bundle (bundle/, bundle.Dockerfile) from config/.
+	go run ./hack/bundlegen -kubectl $(KUBEBUILDER_ASSETS)/kubectl -version $(BUNDLE_VERSION)
+
 .PHONY: verify-generated
-verify-generated: manifests generate chart ## Fail when generated files differ from what is committed.
-	@changed="$$(git status --porcelain -- api config bundle charts)"; \
+verify-generated: manifests generate chart bundle ## Fail when generated files differ from what is committed.
+	@changed="$$(git status --porcelain -- api config bundle bundle.Dockerfile charts)"; \
 	if [[ -n "$$changed" ]]; then \
 		echo "Generated files are stale; run 'make manifests generate' and commit:"; echo "$$changed"; \
-		git --no-pager diff --stat -- api config bundle charts; exit 1; \
+		git --no-pager diff --stat -- api config bundle bundle.Dockerfile charts; exit 1; \
 	fi
 
 .PHONY: fmt

@@ -288,24 +288,38 @@ func (e *Env) Stop() error {
 	return errors.Join(errs...)
 }
 
-// CertManagerCRDs returns the directory of cert-manager's CRDs (deploy/crds)
-// in the module cache, at the version go.mod pins.
-func CertManagerCRDs() (string, error) {
+// ModuleDir returns the directory of a module of go.mod's build list in the
+// module cache (it holds, for example, cert-manager's and OLM's CRDs).
+func ModuleDir(module string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager")
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
 	cmd.Dir = root
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("find the cert-manager module: %w", err)
+		return "", fmt.Errorf("find module %s: %w", module, err)
 	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+	dir := strings.TrimSpace(string(out))
 	if _, err := os.Stat(dir); err != nil {
 		return "", err
 	}
 	return dir, nil
+}
+
+// CertManagerCRDs returns the directory of cert-manager's CRDs (deploy/crds)
+// at the version go.mod pins.
+func CertManagerCRDs() (string, error) {
+	dir, err := ModuleDir("github.com/cert-manager/cert-manager")
+	return filepath.Join(dir, "deploy", "crds"), err
+}
+
+// OLMCRDs returns the directory of OLM's CRDs (ClusterServiceVersion and
+// others) at the operator-framework/api version go.mod pins.
+func OLMCRDs() (string, error) {
+	dir, err := ModuleDir("github.com/operator-framework/api")
+	return filepath.Join(dir, "crds"), err
 }
 
 // OperatorServiceAccount is the operator's ServiceAccount as config/default

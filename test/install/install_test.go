@@ -24,6 +24,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/operator-framework/api/pkg/manifests"
+	"github.com/operator-framework/api/pkg/validation"
+	validator "github.com/operator-framework/api/pkg/validation/interfaces"
+
 	"github.com/gmsa-operator/gmsa-operator/test/harness"
 )
 
@@ -50,7 +54,9 @@ var _ = BeforeSuite(func() {
 	}
 	_, err = os.Stat(helm)
 	Expect(err).NotTo(HaveOccurred(), "helm not found at %s: run `make helm` (or make test)", helm)
-	env, err = harness.Start(harness.Options{NoControllerManager: true, ServiceCIDR: "127.0.109.0/24"})
+	olm, err := harness.OLMCRDs()
+	Expect(err).NotTo(HaveOccurred())
+	env, err = harness.Start(harness.Options{NoControllerManager: true, ServiceCIDR: "127.0.109.0/24", ExtraCRDPaths: []string{olm}})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})).To(Succeed())
 })
@@ -99,7 +105,7 @@ func dryRunApply(objs []*unstructured.Unstructured) {
 	ExpectWithOffset(1, objs).NotTo(BeEmpty())
 	for _, u := range objs {
 		//nolint:staticcheck // Patch with client.Apply applies unstructured objects as they are.
-		err := env.Client.Patch(context.Background(), u, client.Apply, client.FieldOwner("install-test"), client.DryRunAll, client.ForceOwnership)
+		err := env.Client.Patch(context.Background(), u.DeepCopy(), client.Apply, client.FieldOwner("install-test"), client.DryRunAll, client.ForceOwnership)
 		ExpectWithOffset(1, err).NotTo(HaveOccurred(), "%s %s/%s was refused", u.GetKind(), u.GetNamespace(), u.GetName())
 	}
 }
@@ -168,6 +174,84 @@ var _ = Describe("install paths", func() {
 		out, err := cmd.CombinedOutput()
 		Expect(err).To(HaveOccurred())
 		Expect(string(out)).To(ContainSubstring("replicas"))
+	})
+
+	It("the OLM bundle passes operator-framework's validators with no errors", func() {
+		bundle, err := manifests.GetBundleFromDir(filepath.Join(root, "bundle"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(bundle.CSV).NotTo(BeNil())
+		Expect(bundle.Package).To(Equal("gmsa-operator"))
+		optional := map[string]string{"k8s-version": harness.KubeVersion}
+		for name, v := range map[string]validator.Validator{
+			"OperatorHubV2":         validation.OperatorHubV2Validator,
+			"StandardCapabilities":  validation.StandardCapabilitiesValidator,
+			"StandardCategories":    validation.StandardCategoriesValidator,
+			"GoodPractices":         validation.GoodPracticesValidator,
+			"AlphaDeprecatedAPIs":   validation.AlphaDeprecatedAPIsValidator,
+			"Bundle":                validation.BundleValidator,
+			"ClusterServiceVersion": validation.ClusterServiceVersionValidator,
+		} {
+			for _, r := range v.Validate(bundle, optional) {
+				for _, w := range r.Warnings {
+					GinkgoWriter.Printf("%s warning: %v\n", name, w)
+				}
+				Expect(r.Errors).To(BeEmpty(), "%s: %v", name, r.Errors)
+			}
+		}
+		csv := bundle.CSV
+		Expect(csv.Spec.InstallModes).To(ContainElement(HaveField("Type", BeEquivalentTo("AllNamespaces"))))
+		Expect(csv.Spec.RelatedImages).To(HaveLen(2))
+		Expect(csv.Annotations).To(HaveKey("alm-examples"))
+		Expect(csv.Spec.Icon).NotTo(BeEmpty())
+	})
+
+	It("the OLM bundle's manifests are accepted by the API server, and equal config/", func() {
+		var objs []*unstructured.Unstructured
+		files, err := filepath.Glob(filepath.Join(root, "bundle", "manifests", "*.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			Expect(err).NotTo(HaveOccurred())
+			objs = append(objs, decode(string(b))...)
+		}
+		Expect(kinds(objs)).To(ContainElements("ClusterServiceVersion", "CustomResourceDefinition"))
+		for _, u := range objs {
+			if u.GetKind() == "ClusterServiceVersion" {
+				u.SetNamespace(namespace)
+			}
+		}
+		dryRunApply(objs)
+
+		By("the bundle's CRDs and permissions are those of config/default")
+		rendered := decode(kubectl("kustomize", "config/default"))
+		var csv *unstructured.Unstructured
+		for _, u := range objs {
+			if u.GetKind() == "ClusterServiceVersion" {
+				csv = u
+			}
+		}
+		clusterPerms, _, _ := unstructured.NestedSlice(csv.Object, "spec", "install", "spec", "clusterPermissions")
+		var bundleRules []any
+		for _, p := range clusterPerms {
+			bundleRules = append(bundleRules, p.(map[string]any)["rules"].([]any)...)
+		}
+		for _, r := range rendered {
+			switch {
+			case r.GetKind() == "CustomResourceDefinition":
+				found := false
+				for _, u := range objs {
+					if u.GetKind() == r.GetKind() && u.GetName() == r.GetName() {
+						found = true
+						Expect(apiequality.Semantic.DeepEqual(u.Object["spec"], r.Object["spec"])).To(BeTrue(), "bundle CRD %s is stale: run make bundle", r.GetName())
+					}
+				}
+				Expect(found).To(BeTrue(), "the bundle lacks CRD %s", r.GetName())
+			case r.GetKind() == "ClusterRole" && strings.HasSuffix(r.GetName(), "manager-role"):
+				for _, rule := range r.Object["rules"].([]any) {
+					Expect(bundleRules).To(ContainElement(rule), "the bundle lacks a rule of config/rbac: run make bundle")
+				}
+			}
+		}
 	})
 
 	It("the chart's CRDs and manager rules equal config/", func() {
