@@ -44,7 +44,7 @@ const StackFinalizer = "gmsa.io/stack-cleanup"
 // The GmsaStack controller's permissions. It holds the webhook's own
 // permissions (read credspecs, create localsubjectaccessreviews) because
 // RBAC lets it grant only what it has.
-// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/status,verbs=get;patch
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;patch
@@ -56,7 +56,7 @@ const StackFinalizer = "gmsa.io/stack-cleanup"
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=localsubjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;certificates,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=get
 
 // GmsaStackReconciler installs, for the cluster's one GmsaStack, the
 // GMSACredentialSpec CRD, the webhook with its certificate, and its
