@@ -53,8 +53,8 @@ const (
 // only because it holds `use` itself (RBAC escalation prevention); it never
 // uses a credspec. finalizers/update lets it set blockOwnerDeletion on the
 // owner references of what it generates.
-// +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts,verbs=get;list;watch
-// +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts/status,verbs=get;patch
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts,verbs=list;watch
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts/status,verbs=patch
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts/finalizers,verbs=update
 // +kubebuilder:rbac:groups=windows.k8s.io,resources=gmsacredentialspecs,verbs=get;list;watch;create;update;delete;use
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;rolebindings,verbs=get;list;watch;create;update;delete

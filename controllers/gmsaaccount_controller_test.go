@@ -380,6 +380,22 @@ var _ = Describe("GmsaAccount controller", func() {
 		Expect(theirs.OwnerReferences).To(BeEmpty())
 	})
 
+	It("never takes over a RoleBinding someone else made under its name", func() {
+		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "squat-rb"}})).To(Succeed())
+		theirs := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "gmsa:rbsquatted", Namespace: "squat-rb"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "someone", Namespace: "squat-rb"}}}
+		Expect(k8s.Create(ctx, theirs)).To(Succeed())
+		Expect(k8s.Create(ctx, newAccount("rbsquatted", contoso("RbSquatted"), sa("squat-rb", "app")))).To(Succeed())
+		Eventually(condition("rbsquatted", gmsav1alpha1.ConditionStalled)).Should(haveStatus(metav1.ConditionTrue, gmsav1alpha1.ReasonRBACConflict))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(theirs), theirs)).To(Succeed())
+		Expect(theirs.RoleRef.Name).To(Equal("view"))
+		Expect(theirs.Subjects).To(HaveLen(1))
+		Expect(theirs.Subjects[0].Name).To(Equal("someone"))
+		Expect(theirs.OwnerReferences).To(BeEmpty())
+		Expect(mayUse("squat-rb", "app", "rbsquatted")).To(BeFalse())
+	})
+
 	It("leaves a contested credspec name to the older GmsaAccount", func() {
 		Expect(k8s.Create(ctx, newAccount("first", contoso("First"), sa("default", "default")))).To(Succeed())
 		eventuallyReady("first")

@@ -44,8 +44,8 @@ const StackFinalizer = "gmsa.io/stack-cleanup"
 // The GmsaStack controller's permissions. It holds the webhook's own
 // permissions (read credspecs, create localsubjectaccessreviews) because
 // RBAC lets it grant only what it has.
-// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/status,verbs=get;patch
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks,verbs=list;watch;patch
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/status,verbs=patch
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch

@@ -10,7 +10,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	dto "github.com/prometheus/client_model/go"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -28,6 +27,7 @@ var (
 	// writes counts the manager's write requests (anything but GET, LIST
 	// and WATCH) to the API server.
 	writes      atomic.Int64
+	requests    = &harness.RequestRecorder{}
 	debugWrites atomic.Bool
 )
 
@@ -60,8 +60,11 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	k8s = env.Client
 
-	cfg := rest.CopyConfig(env.Config)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countingTransport{next: rt} }
+	// The manager runs as the operator's ServiceAccount, with only the RBAC
+	// config/default grants it; its requests are counted and recorded.
+	cfg, err := env.InstallOperatorRBAC(context.Background())
+	Expect(err).NotTo(HaveOccurred())
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return requests.Wrap(countingTransport{next: rt}) }
 	mgr, err := manager.New(cfg, manager.Options{})
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -74,6 +77,8 @@ var _ = BeforeSuite(func() {
 })
 
 var _ = AfterSuite(func() {
+	Expect(requests.Missing(harness.SuiteAccounts)).To(BeEmpty(),
+		"permissions of config/rbac/role.yaml that harness.PermissionUse assigns to this suite but no request needed")
 	if cancelMgr != nil {
 		cancelMgr()
 		Eventually(mgrDone, 30*time.Second).Should(Receive(BeNil()))

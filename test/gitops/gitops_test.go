@@ -39,6 +39,7 @@ var (
 	cancelMgr  context.CancelFunc
 	mgrDone    chan error
 	kl         *harness.Kubelet
+	requests   = &harness.RequestRecorder{}
 	stackGVK   = schema.GroupVersionKind{Group: "gmsa.io", Version: "v1alpha1", Kind: "GmsaStack"}
 	accountGVK = schema.GroupVersionKind{Group: "gmsa.io", Version: "v1alpha1", Kind: "GmsaAccount"}
 )
@@ -199,6 +200,7 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 		By("starting the manager under its shipped RBAC, and the kubelet the test plays")
 		cfg, err := env.InstallOperatorRBAC(ctx)
 		Expect(err).NotTo(HaveOccurred())
+		cfg.WrapTransport = requests.Wrap
 		mgr, err := manager.New(cfg, manager.Options{OperatorImage: "gmsa-operator:gitops"})
 		Expect(err).NotTo(HaveOccurred())
 		mctx, cancel := context.WithCancel(context.Background())
@@ -273,5 +275,9 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 			g.Expect(v.argo).To(Equal("Degraded"))
 			g.Expect(strings.HasPrefix(v.message, "CredentialSpecConflict")).To(BeTrue(), v.message)
 		}).Should(Succeed())
+	})
+
+	It("needed the permissions the shipped RBAC grants it for GitOps setups (each one is in use)", func() {
+		Expect(requests.Missing(harness.SuiteGitOps)).To(BeEmpty())
 	})
 })

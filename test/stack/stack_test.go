@@ -31,6 +31,7 @@ import (
 	"github.com/gmsa-operator/gmsa-operator/internal/certs"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
 	"github.com/gmsa-operator/gmsa-operator/internal/stack"
+	"github.com/gmsa-operator/gmsa-operator/test/harness"
 )
 
 const appNS = "apps"
@@ -559,6 +560,11 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			g.Expect(bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, ca.CertPEM)).To(BeTrue())
 		}).WithTimeout(3 * time.Second).Should(Succeed())
 		Eventually(func() error { return k8s.Create(ctx, gmsaPod("cm-pod", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+	})
+
+	It("needed every permission the shipped RBAC grants it for the stack (each one is in use)", func() {
+		Expect(requests.Missing(harness.SuiteStack)).To(BeEmpty(),
+			"permissions of config/rbac/role.yaml that harness.PermissionUse assigns to this suite but no request needed")
 	})
 })
 

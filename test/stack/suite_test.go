@@ -41,6 +41,8 @@ var (
 	cancelMgr context.CancelFunc
 	mgrDone   chan error
 	kl        *harness.Kubelet
+	// requests records the permissions the manager's requests needed.
+	requests = &harness.RequestRecorder{}
 )
 
 func TestStack(t *testing.T) {
@@ -68,6 +70,7 @@ var _ = BeforeSuite(func() {
 	By("starting the manager as the operator's ServiceAccount, with only the RBAC config/default grants it, and its own image given as RELATED_IMAGE_WEBHOOK")
 	operatorConfig, err := env.InstallOperatorRBAC(context.Background())
 	Expect(err).NotTo(HaveOccurred())
+	operatorConfig.WrapTransport = requests.Wrap
 	mgr, err := manager.New(operatorConfig, manager.Options{OperatorImage: operatorImage})
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
