@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -48,14 +49,14 @@ const StackFinalizer = "gmsa.io/stack-cleanup"
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/status,verbs=patch
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsastacks/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups="",resources=serviceaccounts;services;secrets,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts;services;secrets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=localsubjectaccessreviews,verbs=create
-// +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;certificates,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;certificates,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=get
 
 // GmsaStackReconciler installs, for the cluster's one GmsaStack, the
@@ -302,7 +303,7 @@ func (run *stackRun) reconcile(ctx context.Context) (stack.Outcome, time.Duratio
 	run.o.Namespace, run.o.Image = cfg.Namespace, cfg.Image
 
 	steps := []func(context.Context) (stack.Step, time.Duration, error){
-		run.crd, run.base, run.certificates, run.deployment, run.admission,
+		run.crd, run.base, run.certificates, run.deployment, run.admission, run.prune,
 	}
 	var requeue time.Duration
 	for _, step := range steps {
@@ -452,8 +453,12 @@ func (run *stackRun) base(ctx context.Context) (stack.Step, time.Duration, error
 			return step, 0, err
 		}
 	}
+	m, v, err := run.webhookConfigs(ctx)
+	if err != nil {
+		return step, 0, err
+	}
 	for _, obj := range []client.Object{
-		run.cfg.ServiceAccount(), run.cfg.ClusterRole(), run.cfg.ClusterRoleBinding(), run.cfg.Service(), run.cfg.PodDisruptionBudget(),
+		run.cfg.ServiceAccount(), run.cfg.ClusterRole(), run.cfg.ClusterRoleBinding(calledNamespace(m, v)), run.cfg.Service(), run.cfg.PodDisruptionBudget(),
 	} {
 		if err := run.ensure(ctx, obj); err != nil {
 			return step, 0, err
@@ -481,6 +486,32 @@ func (run *stackRun) webhookConfigs(ctx context.Context) (*admissionregistration
 		v = nil
 	}
 	return m, v, nil
+}
+
+// callsNamespace reports whether the existing webhook configurations call
+// the webhook Service of namespace (false when there are none).
+func callsNamespace(m *admissionregistrationv1.MutatingWebhookConfiguration, v *admissionregistrationv1.ValidatingWebhookConfiguration, namespace string) bool {
+	calls := func(cc admissionregistrationv1.WebhookClientConfig) bool {
+		return cc.Service != nil && cc.Service.Namespace == namespace
+	}
+	switch {
+	case m == nil && v == nil:
+		return false
+	case m != nil && (len(m.Webhooks) == 0 || !calls(m.Webhooks[0].ClientConfig)):
+		return false
+	case v != nil && (len(v.Webhooks) == 0 || !calls(v.Webhooks[0].ClientConfig)):
+		return false
+	}
+	return true
+}
+
+// calledNamespace is the namespace whose webhook the existing mutating
+// configuration calls ("" when there is none).
+func calledNamespace(m *admissionregistrationv1.MutatingWebhookConfiguration, _ *admissionregistrationv1.ValidatingWebhookConfiguration) string {
+	if m == nil || len(m.Webhooks) == 0 || m.Webhooks[0].ClientConfig.Service == nil {
+		return ""
+	}
+	return m.Webhooks[0].ClientConfig.Service.Namespace
 }
 
 // publishedBundle is the caBundle both webhook configurations carry.
@@ -517,10 +548,14 @@ func (run *stackRun) certificates(ctx context.Context) (stack.Step, time.Duratio
 	if err := run.r.Client.Get(ctx, key(stack.WebhookName), dep); client.IgnoreNotFound(err) != nil {
 		return step, 0, err
 	}
+	var published []byte
+	if callsNamespace(m, v, run.cfg.Namespace) {
+		published = publishedBundle(m, v)
+	}
 	plan, err := stack.PlanCertificates(stack.CertInput{
 		CA: caSecret.Data, TLS: tlsSecret.Data, DNSNames: run.cfg.DNSNames(),
 		Duration: run.cfg.Duration, RenewBefore: run.cfg.RenewBefore, Now: run.r.now(),
-		PublishedBundle: publishedBundle(m, v),
+		PublishedBundle: published,
 		RolledOut:       rolledOut(dep, stack.CAID(caSecret.Data[stack.CACertKey])),
 	})
 	if err != nil {
@@ -536,7 +571,11 @@ func (run *stackRun) certificates(ctx context.Context) (stack.Step, time.Duratio
 		return step, 0, err
 	}
 	run.bundle, run.caID = plan.Bundle, plan.CAID
-	if m != nil || v != nil {
+	// Existing configurations that call this namespace's webhook get the
+	// new bundle first. Ones that still call another namespace's (the
+	// stack is moving) are switched by the admission step, service and
+	// bundle together, once the new Deployment is Available.
+	if callsNamespace(m, v, run.cfg.Namespace) {
 		if err := run.ensureWebhookConfigs(ctx); err != nil {
 			return step, 0, err
 		}
@@ -686,6 +725,54 @@ func (run *stackRun) admission(ctx context.Context) (stack.Step, time.Duration, 
 	step.Message = fmt.Sprintf("MutatingWebhookConfiguration and ValidatingWebhookConfiguration %s send pods that mention gMSA to %s.%s.svc (failurePolicy %s, timeout %ds)",
 		stack.WebhookName, stack.WebhookName, run.cfg.Namespace, run.cfg.FailurePolicy, run.cfg.TimeoutSeconds)
 	return step, 0, nil
+}
+
+// prune removes what the stack made in a namespace it no longer uses (its
+// spec.namespace changed), once the webhook configurations call the new
+// namespace: the old webhook, its Secrets, and the old namespace itself if
+// the stack made it.
+func (run *stackRun) prune(ctx context.Context) (stack.Step, time.Duration, error) {
+	mine := client.MatchingLabels{gmsav1alpha1.LabelStack: run.s.Name}
+	lists := []client.ObjectList{
+		&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.SecretList{}, &corev1.ServiceAccountList{}, &policyv1.PodDisruptionBudgetList{},
+	}
+	if run.r.CertManager {
+		lists = append(lists, &cmapi.CertificateList{}, &cmapi.IssuerList{})
+	}
+	// A namespace the stack made goes as a whole; in one it did not make,
+	// the stack's objects go one by one.
+	namespaces := &corev1.NamespaceList{}
+	if err := run.r.Client.List(ctx, namespaces, mine); err != nil {
+		return stack.Step{}, 0, err
+	}
+	owned := map[string]bool{}
+	var stale []client.Object
+	for i := range namespaces.Items {
+		if ns := &namespaces.Items[i]; ns.Name != run.cfg.Namespace && metav1.IsControlledBy(ns, run.s) {
+			owned[ns.Name] = true
+			if ns.DeletionTimestamp.IsZero() {
+				stale = append(stale, ns)
+			}
+		}
+	}
+	for _, l := range lists {
+		if err := run.r.Client.List(ctx, l, mine); err != nil {
+			return stack.Step{}, 0, err
+		}
+		_ = meta.EachListItem(l, func(o runtime.Object) error {
+			if obj := o.(client.Object); obj.GetNamespace() != run.cfg.Namespace && !owned[obj.GetNamespace()] && metav1.IsControlledBy(obj, run.s) {
+				stale = append(stale, obj)
+			}
+			return nil
+		})
+	}
+	for _, obj := range stale {
+		if err := run.r.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+			return stack.Step{}, 0, fmt.Errorf("delete %s: %w", describe(obj), err)
+		}
+		run.changes.add("Deleted", describe(obj)+" (no longer in the stack's namespace)")
+	}
+	return stack.Step{}, 0, nil
 }
 
 func (run *stackRun) ensureWebhookConfigs(ctx context.Context) error {

@@ -276,13 +276,20 @@ func (c Config) ClusterRole() *rbacv1.ClusterRole {
 	}
 }
 
-// ClusterRoleBinding binds the ClusterRole to the webhook's ServiceAccount.
-func (c Config) ClusterRoleBinding() *rbacv1.ClusterRoleBinding {
+// ClusterRoleBinding binds the ClusterRole to the webhook's ServiceAccount,
+// and to the one in previous (the namespace the webhook configurations still
+// call while the stack moves), so that the old webhook keeps working until
+// the new one takes over.
+func (c Config) ClusterRoleBinding(previous string) *rbacv1.ClusterRoleBinding {
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: WebhookName, Namespace: c.Namespace}}
+	if previous != "" && previous != c.Namespace {
+		subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: WebhookName, Namespace: previous})
+	}
 	return &rbacv1.ClusterRoleBinding{
 		TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
 		ObjectMeta: c.meta(WebhookName, false),
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: WebhookName},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: WebhookName, Namespace: c.Namespace}},
+		Subjects:   subjects,
 	}
 }
 

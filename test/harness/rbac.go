@@ -43,13 +43,13 @@ const (
 // each suite asserts at its end that it made the requests assigned to it.
 var PermissionUse = map[Permission]string{
 	{"", "namespaces", "get"}: SuiteStack, {"", "namespaces", "list"}: SuiteStack, {"", "namespaces", "watch"}: SuiteStack,
-	{"", "namespaces", "create"}: SuiteStack, {"", "namespaces", "patch"}: SuiteStack,
+	{"", "namespaces", "create"}: SuiteStack, {"", "namespaces", "patch"}: SuiteStack, {"", "namespaces", "delete"}: SuiteStack,
 	{"", "secrets", "get"}: SuiteStack, {"", "secrets", "list"}: SuiteStack, {"", "secrets", "watch"}: SuiteStack,
-	{"", "secrets", "create"}: SuiteStack, {"", "secrets", "patch"}: SuiteStack,
+	{"", "secrets", "create"}: SuiteStack, {"", "secrets", "patch"}: SuiteStack, {"", "secrets", "delete"}: SuiteStack,
 	{"", "serviceaccounts", "get"}: SuiteStack, {"", "serviceaccounts", "list"}: SuiteStack, {"", "serviceaccounts", "watch"}: SuiteStack,
-	{"", "serviceaccounts", "create"}: SuiteStack, {"", "serviceaccounts", "patch"}: SuiteStack,
+	{"", "serviceaccounts", "create"}: SuiteStack, {"", "serviceaccounts", "patch"}: SuiteStack, {"", "serviceaccounts", "delete"}: SuiteStack,
 	{"", "services", "get"}: SuiteStack, {"", "services", "list"}: SuiteStack, {"", "services", "watch"}: SuiteStack,
-	{"", "services", "create"}: SuiteStack, {"", "services", "patch"}: SuiteStack,
+	{"", "services", "create"}: SuiteStack, {"", "services", "patch"}: SuiteStack, {"", "services", "delete"}: SuiteStack,
 	{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get"}: SuiteStack, {"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "list"}: SuiteStack,
 	{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "watch"}: SuiteStack, {"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "create"}: SuiteStack,
 	{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch"}: SuiteStack, {"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "delete"}: SuiteStack,
@@ -60,9 +60,9 @@ var PermissionUse = map[Permission]string{
 	{"apiextensions.k8s.io", "customresourcedefinitions", "watch"}: SuiteStack, {"apiextensions.k8s.io", "customresourcedefinitions", "create"}: SuiteGitOps,
 	{"apiextensions.k8s.io", "customresourcedefinitions", "patch"}: SuiteStack,
 	{"apps", "deployments", "get"}:                                 SuiteStack, {"apps", "deployments", "list"}: SuiteStack, {"apps", "deployments", "watch"}: SuiteStack,
-	{"apps", "deployments", "create"}: SuiteStack, {"apps", "deployments", "patch"}: SuiteStack,
+	{"apps", "deployments", "create"}: SuiteStack, {"apps", "deployments", "patch"}: SuiteStack, {"apps", "deployments", "delete"}: SuiteStack,
 	{"policy", "poddisruptionbudgets", "get"}: SuiteStack, {"policy", "poddisruptionbudgets", "list"}: SuiteStack, {"policy", "poddisruptionbudgets", "watch"}: SuiteStack,
-	{"policy", "poddisruptionbudgets", "create"}: SuiteStack, {"policy", "poddisruptionbudgets", "patch"}: SuiteStack,
+	{"policy", "poddisruptionbudgets", "create"}: SuiteStack, {"policy", "poddisruptionbudgets", "patch"}: SuiteStack, {"policy", "poddisruptionbudgets", "delete"}: SuiteStack,
 	{"rbac.authorization.k8s.io", "clusterrolebindings", "get"}: SuiteStack, {"rbac.authorization.k8s.io", "clusterrolebindings", "list"}: SuiteStack,
 	{"rbac.authorization.k8s.io", "clusterrolebindings", "watch"}: SuiteStack, {"rbac.authorization.k8s.io", "clusterrolebindings", "create"}: SuiteStack,
 	{"rbac.authorization.k8s.io", "clusterrolebindings", "patch"}: SuiteStack,
@@ -72,7 +72,11 @@ var PermissionUse = map[Permission]string{
 	{"cert-manager.io", "issuers", "get"}: SuiteStack, {"cert-manager.io", "issuers", "list"}: SuiteStack, {"cert-manager.io", "issuers", "watch"}: SuiteStack,
 	{"cert-manager.io", "issuers", "create"}: SuiteStack, {"cert-manager.io", "issuers", "patch"}: SuiteStack,
 	{"cert-manager.io", "clusterissuers", "get"}: SuiteStack,
-	{"events.k8s.io", "events", "create"}:        SuiteStack,
+	// A CertManager-mode stack that moves out of a namespace it did not make
+	// deletes its Issuers and Certificates there; no suite moves one.
+	{"cert-manager.io", "certificates", "delete"}: "held: pruning after a CertManager-mode stack moves out of a namespace it did not make (not exercised)",
+	{"cert-manager.io", "issuers", "delete"}:      "held: pruning after a CertManager-mode stack moves out of a namespace it did not make (not exercised)",
+	{"events.k8s.io", "events", "create"}:         SuiteStack,
 	// The event recorder patches an Event when the same one repeats
 	// (a series); no suite repeats one within its lifetime reliably.
 	{"events.k8s.io", "events", "patch"}: "held for event series (the recorder patches a repeated Event)",

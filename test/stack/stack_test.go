@@ -17,6 +17,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -413,6 +415,44 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			func(g Gomega, s *gmsav1alpha1.GmsaStack) {
 				g.Expect(s.Status.CertificateNotAfter.Time).To(BeTemporally(">", time.Now().Add(24*time.Hour)))
 			})
+	})
+
+	It("moves to another namespace: the webhook configurations switch once the new webhook is available, then the old namespace goes", func() {
+		move := func(to, specNS string) {
+			s := getStack("default")
+			s.Spec.Namespace = specNS
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+			kl.SetNamespace(to)
+			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
+				func(g Gomega, s *gmsav1alpha1.GmsaStack) { g.Expect(s.Status.Namespace).To(Equal(to)) })
+			m, v, err := webhookConfigs()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(m.Webhooks[0].ClientConfig.Service.Namespace).To(Equal(to))
+			Expect(v.Webhooks[0].ClientConfig.Service.Namespace).To(Equal(to))
+			Expect(m.Webhooks[0].NamespaceSelector.MatchExpressions[0].Values).To(ContainElement(to), "the webhook's own namespace is excluded")
+			crb := &rbacv1.ClusterRoleBinding{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, crb)).To(Succeed())
+			Expect(crb.Subjects).To(ConsistOf(HaveField("Namespace", to)))
+			Eventually(func() error { return k8s.Create(ctx, gmsaPod("moved-"+to, "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+		}
+		By("moving to gmsa-webhooks, a namespace the platform team made")
+		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gmsa-webhooks", Labels: map[string]string{"team": "platform"}}})).To(Succeed())
+		move("gmsa-webhooks", "gmsa-webhooks")
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: namespace}, &corev1.Namespace{}))
+		}).WithTimeout(90*time.Second).Should(BeTrue(), "the old namespace, made by the stack, is removed")
+		By("moving back: the stack's objects leave gmsa-webhooks, which stays as its owners made it")
+		move(namespace, "")
+		Eventually(func(g Gomega) {
+			for _, l := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.SecretList{}, &corev1.ServiceAccountList{}, &policyv1.PodDisruptionBudgetList{}} {
+				g.Expect(k8s.List(ctx, l, client.InNamespace("gmsa-webhooks"), client.MatchingLabels{gmsav1alpha1.LabelStack: "default"})).To(Succeed())
+				g.Expect(meta.LenList(l)).To(BeZero(), "%T left behind", l)
+			}
+		}).Should(Succeed())
+		other := &corev1.Namespace{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: "gmsa-webhooks"}, other)).To(Succeed())
+		Expect(other.DeletionTimestamp).To(BeNil())
+		Expect(other.Labels).To(HaveKeyWithValue("team", "platform"))
 	})
 
 	It("stalls a second GmsaStack, which changes nothing", func() {
