@@ -130,13 +130,26 @@ func ManagerRolePermissions() (map[Permission]bool, error) {
 
 // RequestRecorder records the permissions the requests through it need.
 type RequestRecorder struct {
-	mu   sync.Mutex
-	seen map[Permission]bool
+	mu     sync.Mutex
+	seen   map[Permission]bool
+	writes []string
+}
+
+// Writes returns the write requests (method and path) recorded so far.
+func (r *RequestRecorder) Writes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.writes...)
 }
 
 // Wrap is a rest.Config WrapTransport.
 func (r *RequestRecorder) Wrap(next http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			r.mu.Lock()
+			r.writes = append(r.writes, req.Method+" "+req.URL.Path)
+			r.mu.Unlock()
+		}
 		resp, err := next.RoundTrip(req)
 		if err != nil || resp.StatusCode == http.StatusForbidden {
 			return resp, err

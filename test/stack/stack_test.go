@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
@@ -239,6 +240,19 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 		Expect(v.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
 		Expect(*m.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Fail))
 		Expect(m.Webhooks[0].MatchConditions).To(HaveLen(1))
+	})
+
+	It("makes no write when a reconcile finds everything as desired", func() {
+		Consistently(func() int { return len(requests.Writes()) }).WithTimeout(3*time.Second).WithPolling(time.Second).
+			Should(Equal(len(requests.Writes())), "the manager keeps writing to a stack that is Ready")
+		before, reconciled := requests.Writes(), reconciles()
+		By("touching an owned object in a way that changes nothing the operator sets: a reconcile runs")
+		svc := &corev1.Service{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, svc)).To(Succeed())
+		svc.Annotations = map[string]string{"example.invalid/owner": "platform"}
+		Expect(k8s.Update(ctx, svc)).To(Succeed())
+		Eventually(reconciles).Should(BeNumerically(">", reconciled))
+		Consistently(func() []string { return requests.Writes()[len(before):] }).WithTimeout(2 * time.Second).Should(BeEmpty())
 	})
 
 	It("admits a pod naming a credspec with the JSON filled in, and denies an unlisted service account", func() {
@@ -628,4 +642,24 @@ func canI(verb, group, resource string) (bool, error) {
 		return false, err
 	}
 	return sar.Status.Allowed, nil
+}
+
+// reconciles is how many reconciles of GmsaStacks the manager finished.
+func reconciles() float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "gmsastack" {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
 }
