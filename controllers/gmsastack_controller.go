@@ -669,49 +669,7 @@ func (run *stackRun) deployment(ctx context.Context) (stack.Step, time.Duration,
 		return step, 0, err
 	}
 	run.o.ReadyReplicas = dep.Status.ReadyReplicas
-	want := run.cfg.Replicas
-	if dep.Status.AvailableReplicas == 0 || !deploymentAvailable(dep) {
-		step.Progress, step.Reason = stack.Waiting, gmsav1alpha1.ReasonDeploymentUnavailable
-		step.Message = fmt.Sprintf("webhook Deployment %s/%s has %d of %d replicas available%s (kubectl -n %s get pods -l app.kubernetes.io/name=%s)",
-			run.cfg.Namespace, stack.WebhookName, dep.Status.AvailableReplicas, want, deploymentProblem(dep), run.cfg.Namespace, stack.WebhookName)
-		return step, 0, nil
-	}
-	step.Reason = gmsav1alpha1.ReasonSucceeded
-	step.Message = fmt.Sprintf("%d of %d webhook replicas available, running %s", dep.Status.AvailableReplicas, want, run.cfg.Image)
-	if dep.Status.ObservedGeneration < dep.Generation || dep.Status.UpdatedReplicas < want || dep.Status.Replicas > want || dep.Status.AvailableReplicas < want {
-		// Available, and rolling out: admission keeps working meanwhile,
-		// and the webhook configurations are kept as desired.
-		step.Progress, step.ConditionTrue, step.Continue = stack.Waiting, true, true
-		step.Reason = gmsav1alpha1.ReasonProgressing
-		step.Message = fmt.Sprintf("rolling out %s: %d of %d replicas updated, %d available; the previous replicas keep serving%s",
-			run.cfg.Image, dep.Status.UpdatedReplicas, want, dep.Status.AvailableReplicas, deploymentProblem(dep))
-	}
-	return step, 0, nil
-}
-
-func deploymentAvailable(dep *appsv1.Deployment) bool {
-	for _, c := range dep.Status.Conditions {
-		if c.Type == appsv1.DeploymentAvailable {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// deploymentProblem quotes the Deployment's own explanation, if any.
-func deploymentProblem(dep *appsv1.Deployment) string {
-	var msgs []string
-	for _, c := range dep.Status.Conditions {
-		if c.Status != corev1.ConditionTrue || c.Reason == "ProgressDeadlineExceeded" {
-			if c.Message != "" {
-				msgs = append(msgs, c.Message)
-			}
-		}
-	}
-	if len(msgs) == 0 {
-		return ""
-	}
-	return ": " + strings.Join(msgs, "; ")
+	return run.cfg.DeploymentStep(dep), 0, nil
 }
 
 // admission registers the webhook configurations once the Deployment is
