@@ -2,6 +2,9 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"reflect"
 
@@ -59,6 +62,21 @@ func (a *applier) ensure(ctx context.Context, desired client.Object) (bool, erro
 	if err != nil {
 		return false, err
 	}
+	// The hash of what is applied goes with it: a field removed from the
+	// desired object changes the hash, and the next apply (which no longer
+	// sets the field) removes it from the live object. The subset check
+	// alone would never notice a removal.
+	hash, err := applyHash(want)
+	if err != nil {
+		return false, err
+	}
+	md := want["metadata"].(map[string]any)
+	annotations, _ := md["annotations"].(map[string]any)
+	if annotations == nil {
+		annotations = map[string]any{}
+	}
+	annotations[AppliedHashAnnotation] = hash
+	md["annotations"] = annotations
 	live, err := a.scheme.New(gvk)
 	if err != nil {
 		return false, err
@@ -70,6 +88,10 @@ func (a *applier) ensure(ctx context.Context, desired client.Object) (bool, erro
 		meta := &metav1.PartialObjectMetadata{}
 		meta.SetGroupVersionKind(gvk)
 		switch err := a.apiReader.Get(ctx, key, meta); {
+		case err == nil && sameController(meta, desired):
+			// Made by this operator for this owner a moment ago: the
+			// cache has not caught up yet. Not a conflict; retry.
+			return false, fmt.Errorf("%s %s is not in the operator's cache yet; retrying", gvk.Kind, key)
 		case err == nil:
 			return false, &errForeign{gvk: gvk, key: key, owner: meta.Labels[gmsav1alpha1.LabelManagedBy]}
 		case !apierrors.IsNotFound(err):
@@ -87,6 +109,27 @@ func (a *applier) ensure(ctx context.Context, desired client.Object) (bool, erro
 		}
 	}
 	return true, a.apply(ctx, gvk, want)
+}
+
+// AppliedHashAnnotation holds a hash of what the operator last applied to
+// an object.
+const AppliedHashAnnotation = "gmsa.io/applied-hash"
+
+func applyHash(want map[string]any) (string, error) {
+	b, err := json.Marshal(want) // map keys are sorted: the hash is stable
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12]), nil
+}
+
+// sameController reports whether found has the same controller owner
+// reference as desired (and desired has one).
+func sameController(found metav1.Object, desired metav1.Object) bool {
+	want := metav1.GetControllerOf(desired)
+	got := metav1.GetControllerOf(found)
+	return want != nil && got != nil && want.UID == got.UID && found.GetLabels()[gmsav1alpha1.LabelManagedBy] == gmsav1alpha1.ManagedByValue
 }
 
 // apply writes want with server-side apply, forcing ownership of the

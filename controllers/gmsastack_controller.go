@@ -220,16 +220,24 @@ func (r *GmsaStackReconciler) finalize(ctx context.Context, s *gmsav1alpha1.Gmsa
 		return ctrl.Result{}, nil
 	}
 	if active {
+		deleted := false
 		for _, obj := range []client.Object{
 			&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
 			&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
 		} {
-			if err := r.deleteOwned(ctx, s, obj); err != nil {
+			d, err := r.deleteOwned(ctx, s, obj)
+			if err != nil {
 				return ctrl.Result{}, err
 			}
+			deleted = deleted || d
 		}
-		r.Recorder.Eventf(s, nil, corev1.EventTypeNormal, gmsav1alpha1.ReasonDeleting, "Delete",
-			"removed the webhook configurations; the garbage collector removes the webhook Deployment, Service and Secrets next; the GMSACredentialSpec CRD and every credspec stay")
+		if deleted {
+			r.Recorder.Eventf(s, nil, corev1.EventTypeNormal, gmsav1alpha1.ReasonDeleting, "Delete",
+				"removed the webhook configurations; the webhook Deployment, Service and Secrets go next; the GMSACredentialSpec CRD and every credspec stay")
+			// Give every API server time to drop the configurations
+			// before the webhook they called goes away.
+			return ctrl.Result{RequeueAfter: teardownDelay}, nil
+		}
 	}
 	patch := client.MergeFrom(s.DeepCopy())
 	controllerutil.RemoveFinalizer(s, StackFinalizer)
@@ -239,20 +247,25 @@ func (r *GmsaStackReconciler) finalize(ctx context.Context, s *gmsav1alpha1.Gmsa
 	return ctrl.Result{}, nil
 }
 
+// teardownDelay is how long the API servers get to see that webhook
+// configurations were removed or repointed before the webhook they called is
+// removed.
+const teardownDelay = 5 * time.Second
+
 // deleteOwned deletes obj if the API server has it and it belongs to s, and
-// returns once the API server no longer has it.
-func (r *GmsaStackReconciler) deleteOwned(ctx context.Context, s *gmsav1alpha1.GmsaStack, obj client.Object) error {
+// reports whether it did.
+func (r *GmsaStackReconciler) deleteOwned(ctx context.Context, s *gmsav1alpha1.GmsaStack, obj client.Object) (bool, error) {
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-		return client.IgnoreNotFound(err)
+		return false, client.IgnoreNotFound(err)
 	}
 	if !metav1.IsControlledBy(obj, s) {
-		return nil
+		return false, nil
 	}
 	uid := obj.GetUID()
 	if err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("delete %T %s: %w", obj, obj.GetName(), err)
+		return false, fmt.Errorf("delete %T %s: %w", obj, obj.GetName(), err)
 	}
-	return nil
+	return true, nil
 }
 
 // stackRun is one reconcile of one stack.
@@ -266,6 +279,8 @@ type stackRun struct {
 	// bundle and caID of the SelfSigned certificate material.
 	bundle []byte
 	caID   string
+	// configsChanged: this pass wrote a webhook configuration.
+	configsChanged bool
 }
 
 // stackChanges collects what a reconcile changed, for Events: one Event per
@@ -306,7 +321,7 @@ func (run *stackRun) reconcile(ctx context.Context) (stack.Outcome, time.Duratio
 		run.crd, run.base, run.certificates, run.deployment, run.admission, run.prune,
 	}
 	var requeue time.Duration
-	for _, step := range steps {
+	for i, step := range steps {
 		st, after, err := step(ctx)
 		if err != nil {
 			var foreign *errForeign
@@ -326,10 +341,27 @@ func (run *stackRun) reconcile(ctx context.Context) (stack.Outcome, time.Duratio
 						Reason: gmsav1alpha1.ReasonWaitingForWebhook, Message: "the webhook configurations are created once the webhook Deployment is Available, so that no pod is sent to a webhook that does not answer"})
 				}
 			}
+			// A stack stopped before its certificates (a conflict in an
+			// earlier step) still renews the certificate its running
+			// webhook serves, so that it does not expire unnoticed.
+			if i < 2 && run.cfg.CertSource == gmsav1alpha1.CertificateSourceSelfSigned && run.installed(ctx) {
+				if cst, after, err := run.certificates(ctx); err == nil {
+					run.o.Steps = append(run.o.Steps, cst)
+					if after > 0 && (requeue == 0 || after < requeue) {
+						requeue = after
+					}
+				}
+			}
 			break
 		}
 	}
 	return run.o, requeue, nil
+}
+
+// installed reports whether the stack's serving certificate exists (the
+// webhook was installed before).
+func (run *stackRun) installed(ctx context.Context) bool {
+	return run.r.Client.Get(ctx, client.ObjectKey{Namespace: run.cfg.Namespace, Name: stack.TLSSecretName}, &corev1.Secret{}) == nil
 }
 
 func (run *stackRun) own(obj client.Object) client.Object {
@@ -532,6 +564,9 @@ func (run *stackRun) certificates(ctx context.Context) (stack.Step, time.Duratio
 		return run.certManager(ctx)
 	}
 	step := stack.Step{Condition: gmsav1alpha1.ConditionCertificateReady}
+	if from, switching, err := run.sourceSwitch(ctx); err != nil || switching {
+		return run.switchRefused(step, from), 0, err
+	}
 	key := func(name string) client.ObjectKey { return client.ObjectKey{Namespace: run.cfg.Namespace, Name: name} }
 	caSecret, tlsSecret := &corev1.Secret{}, &corev1.Secret{}
 	if err := run.r.Client.Get(ctx, key(stack.CASecretName), caSecret); client.IgnoreNotFound(err) != nil {
@@ -590,6 +625,41 @@ func (run *stackRun) certificates(ctx context.Context) (stack.Step, time.Duratio
 	return step, plan.RequeueAfter, nil
 }
 
+// sourceSwitch reports whether the stack's namespace holds certificate
+// material of the other source: cert-manager Certificates the stack made
+// (now SelfSigned), or the operator's own CA Secret (now CertManager).
+func (run *stackRun) sourceSwitch(ctx context.Context) (gmsav1alpha1.CertificateSource, bool, error) {
+	if run.cfg.CertSource == gmsav1alpha1.CertificateSourceCertManager {
+		ca := &corev1.Secret{}
+		err := run.r.Client.Get(ctx, client.ObjectKey{Namespace: run.cfg.Namespace, Name: stack.CASecretName}, ca)
+		if err != nil {
+			return "", false, client.IgnoreNotFound(err)
+		}
+		return gmsav1alpha1.CertificateSourceSelfSigned, ca.Type == corev1.SecretTypeOpaque && metav1.IsControlledBy(ca, run.s), nil
+	}
+	if !run.r.CertManager {
+		return "", false, nil
+	}
+	list := &cmapi.CertificateList{}
+	if err := run.r.Client.List(ctx, list, client.InNamespace(run.cfg.Namespace), client.MatchingLabels{gmsav1alpha1.LabelStack: run.s.Name}); err != nil {
+		return "", false, err
+	}
+	for i := range list.Items {
+		if metav1.IsControlledBy(&list.Items[i], run.s) {
+			return gmsav1alpha1.CertificateSourceCertManager, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+func (run *stackRun) switchRefused(step stack.Step, from gmsav1alpha1.CertificateSource) stack.Step {
+	step.Progress, step.Reason = stack.Blocked, gmsav1alpha1.ReasonInvalidSpec
+	step.Message = fmt.Sprintf("spec.certificates.source: switching a running stack from %s to %s is not supported (both would write Secret %s and caBundle); "+
+		"set it back to %s, or delete this GmsaStack and create it again with %s (its webhook configurations are removed first, so gMSA pods are refused until it is Ready again)",
+		from, run.cfg.CertSource, stack.TLSSecretName, from, run.cfg.CertSource)
+	return step
+}
+
 // rolledOut reports whether every replica of the Deployment runs the pod
 // template of the given CA.
 func rolledOut(dep *appsv1.Deployment, caID string) bool {
@@ -608,12 +678,17 @@ func rolledOut(dep *appsv1.Deployment, caID string) bool {
 // cert-manager writes.
 func (run *stackRun) certManager(ctx context.Context) (stack.Step, time.Duration, error) {
 	step := stack.Step{Condition: gmsav1alpha1.ConditionCertificateReady}
+	if from, switching, err := run.sourceSwitch(ctx); err != nil || switching {
+		return run.switchRefused(step, from), 0, err
+	}
 	if !run.r.CertManager {
 		step.Progress, step.Reason = stack.Blocked, gmsav1alpha1.ReasonCertManagerNotInstalled
 		step.Message = "certificates.source is CertManager, but cert-manager's CRDs (certificates.cert-manager.io, issuers.cert-manager.io) were not installed when the operator started: install cert-manager and restart the operator, or use source SelfSigned"
 		return step, 0, nil
 	}
-	if ref, own := run.cfg.CertManagerIssuerRef(); !own {
+	// Only cert-manager's own issuer kinds can be looked up; an external
+	// issuer (another group) is left to cert-manager to report.
+	if ref, own := run.cfg.CertManagerIssuerRef(); !own && ref.Group == "cert-manager.io" {
 		var issuer client.Object = &cmapi.Issuer{}
 		key := client.ObjectKey{Namespace: run.cfg.Namespace, Name: ref.Name}
 		if ref.Kind == cmapi.ClusterIssuerKind {
@@ -690,6 +765,11 @@ func (run *stackRun) admission(ctx context.Context) (stack.Step, time.Duration, 
 // namespace: the old webhook, its Secrets, and the old namespace itself if
 // the stack made it.
 func (run *stackRun) prune(ctx context.Context) (stack.Step, time.Duration, error) {
+	if run.configsChanged {
+		// The configurations were just repointed: prune on a later pass,
+		// once the API servers call the new webhook.
+		return stack.Step{}, teardownDelay, nil
+	}
 	mine := client.MatchingLabels{gmsav1alpha1.LabelStack: run.s.Name}
 	lists := []client.ObjectList{
 		&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.SecretList{}, &corev1.ServiceAccountList{}, &policyv1.PodDisruptionBudgetList{},
@@ -739,8 +819,15 @@ func (run *stackRun) ensureWebhookConfigs(ctx context.Context) error {
 		bundle = run.bundle
 	}
 	m, v := run.cfg.WebhookConfigurations(bundle)
-	if err := run.ensure(ctx, m); err != nil {
-		return err
+	for _, obj := range []client.Object{m, v} {
+		changed, err := run.a.ensure(ctx, run.own(obj))
+		if changed {
+			run.changes.add("Applied", describe(obj))
+			run.configsChanged = true
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return run.ensure(ctx, v)
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"time"
 
@@ -99,33 +100,45 @@ func PlanCertificates(in CertInput) (CertPlan, error) {
 	var ca, next *certs.KeyPair
 	var previous []byte
 	if in.CA != nil {
-		if kp, err := certs.ParseKeyPair(in.CA[CACertKey], in.CA[CAKeyKey]); err == nil && kp.Cert.IsCA && in.Now.Before(kp.Cert.NotAfter) {
+		// A CA that is not valid now (expired, or from a clock that ran
+		// ahead) is not used.
+		if kp, err := certs.ParseKeyPair(in.CA[CACertKey], in.CA[CAKeyKey]); err == nil && kp.Cert.IsCA && validAt(kp.Cert, in.Now) {
 			ca = kp
 		}
-		if kp, err := certs.ParseKeyPair(in.CA[NextCACertKey], in.CA[NextCAKeyKey]); err == nil && kp.Cert.IsCA && in.Now.Before(kp.Cert.NotAfter) {
+		if kp, err := certs.ParseKeyPair(in.CA[NextCACertKey], in.CA[NextCAKeyKey]); err == nil && kp.Cert.IsCA && validAt(kp.Cert, in.Now) {
 			next = kp
 		}
 		if c, err := certs.ParseCertificate(in.CA[PreviousCACertKey]); err == nil && in.Now.Before(c.NotAfter) {
 			previous = in.CA[PreviousCACertKey]
 		}
 	}
-	if ca == nil {
-		kp, err := certs.NewCA(caCommonName(in.DNSNames), in.Now, caValidity)
-		if err != nil {
-			return p, err
-		}
-		p.Changes = append(p.Changes, "created a new CA (none valid was stored)")
-		ca, next, previous = kp, nil, nil
-	}
-
 	var serving *certs.KeyPair
 	if in.TLS != nil {
 		if kp, err := certs.ParseKeyPair(in.TLS[TLSCertKey], in.TLS[TLSKeyKey]); err == nil {
 			serving = kp
 		}
 	}
+	// The CA that the API servers trust for the certificate the pods serve
+	// now, if any: the one to keep in caBundle if the stored CA was lost.
+	servedCA := trustedIssuer(serving, in)
+	if ca == nil {
+		kp, err := certs.NewCA(caCommonName(in.DNSNames), in.Now, caValidity)
+		if err != nil {
+			return p, err
+		}
+		ca, next, previous = kp, nil, nil
+		if servedCA != nil {
+			// The CA Secret was deleted or damaged while the webhook
+			// serves a certificate the API servers trust: keep trusting
+			// it until the new CA has taken over, as in a rollover.
+			previous = encodeCert(servedCA)
+			p.Changes = append(p.Changes, "created a new CA (none valid was stored); the CA of the certificate being served stays trusted until the new one has taken over")
+		} else {
+			p.Changes = append(p.Changes, "created a new CA (none valid was stored)")
+		}
+	}
 	due := time.Time{} // when the plan next changes by itself
-	promoted := false
+	promoted, reissued := false, false
 	if reason := servingProblem(serving, ca, in); reason != "" {
 		tooLong := ca.Cert.NotAfter.Sub(ca.Cert.NotBefore) > caValidity+certs.ClockSkew+time.Minute
 		covers := !tooLong && !in.Now.Add(in.Duration).After(ca.Cert.NotAfter)
@@ -148,23 +161,26 @@ func PlanCertificates(in CertInput) (CertPlan, error) {
 				p.Changes = append(p.Changes, "promoted the next CA; the previous one stays trusted until every webhook replica serves the new certificate")
 			case usable:
 				signer = nil
-				due = trustedSince
-				if due.Before(in.Now.Add(time.Second)) {
-					due = in.Now.Add(time.Second)
-				}
+				due = later(trustedSince, in.Now.Add(5*time.Second))
 			}
+		}
+		// A signer the API servers do not trust yet (a CA made to replace a
+		// lost one) waits while the served certificate is still trusted.
+		if signer != nil && servedCA != nil && !trusted(in, signer.Cert) {
+			due = later(signer.Cert.NotBefore.Add(certs.ClockSkew+CAPropagationDelay), in.Now.Add(5*time.Second))
+			signer = nil
 		}
 		if signer != nil {
 			kp, err := certs.NewServingCert(signer, in.DNSNames, in.Now, in.Duration)
 			if err != nil {
 				return p, err
 			}
-			serving = kp
+			serving, reissued = kp, true
 			p.Changes = append(p.Changes, "issued a new serving certificate ("+reason+")")
 		}
 	}
 	// The previous CA leaves once every replica serves the new one.
-	if previous != nil && !promoted && in.RolledOut && signedBy(serving.Cert, ca.Cert) {
+	if previous != nil && !promoted && !reissued && in.RolledOut && signedBy(serving.Cert, ca.Cert) {
 		previous = nil
 		p.Changes = append(p.Changes, "removed the previous CA from caBundle: every webhook replica serves a certificate of the current CA")
 	}
@@ -180,7 +196,11 @@ func PlanCertificates(in CertInput) (CertPlan, error) {
 		p.Bundle = append(p.Bundle, previous...)
 	}
 	p.TLS = map[string][]byte{TLSCertKey: serving.CertPEM, TLSKeyKey: serving.KeyPEM, CACertKey: p.Bundle}
+	// The pods roll when the CA that signed what they serve changes.
 	p.CAID = CAID(ca.CertPEM)
+	if !signedBy(serving.Cert, ca.Cert) && previous != nil {
+		p.CAID = CAID(previous)
+	}
 	p.NotAfter = serving.Cert.NotAfter
 	if renew := serving.Cert.NotAfter.Add(-in.RenewBefore); due.IsZero() || renew.Before(due) {
 		due = renew
@@ -253,4 +273,44 @@ func CAID(certPEM []byte) string {
 	}
 	sum := sha256.Sum256(c.Raw)
 	return hex.EncodeToString(sum[:8])
+}
+
+func validAt(c *x509.Certificate, now time.Time) bool {
+	return !now.Before(c.NotBefore) && now.Before(c.NotAfter)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// trusted reports whether the API servers have had ca in the published
+// caBundle for CAPropagationDelay.
+func trusted(in CertInput, ca *x509.Certificate) bool {
+	return published(in.PublishedBundle, ca) && !in.Now.Before(ca.NotBefore.Add(certs.ClockSkew+CAPropagationDelay))
+}
+
+// trustedIssuer returns the certificate of the published caBundle that
+// signed the serving certificate, when that certificate is still good for
+// the Service; nil otherwise.
+func trustedIssuer(serving *certs.KeyPair, in CertInput) *x509.Certificate {
+	if serving == nil || !validAt(serving.Cert, in.Now) || !sameNames(serving.Cert.DNSNames, in.DNSNames) {
+		return nil
+	}
+	cas, err := certs.ParseCertificates(in.PublishedBundle)
+	if err != nil {
+		return nil
+	}
+	for _, c := range cas {
+		if signedBy(serving.Cert, c) {
+			return c
+		}
+	}
+	return nil
+}
+
+func encodeCert(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }

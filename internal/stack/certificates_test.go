@@ -9,7 +9,8 @@ import (
 )
 
 // TestRotationNeverBreaksTrust runs the certificate plan over simulated
-// time with short lifetimes, as the controller does: each reconcile
+// time with short lifetimes, with the CA Secret deleted twice on the way,
+// as the controller does: each reconcile
 // publishes the bundle in the webhook configurations, and the API server
 // (which sees the bundle of the previous reconcile) must trust the serving
 // certificate of the current and the previous reconcile alike (pods reload
@@ -30,7 +31,11 @@ func TestRotationNeverBreaksTrust(t *testing.T) {
 	singleAfterRollover := false
 	for step := 0; step < 600; step++ {
 		now = now.Add(time.Second)
-		plan, err = PlanCertificates(CertInput{CA: plan.CA, TLS: plan.TLS, DNSNames: names, Duration: d, RenewBefore: r, Now: now,
+		stored := plan.CA
+		if step == 200 || step == 401 {
+			stored = nil // a person deletes the CA Secret
+		}
+		plan, err = PlanCertificates(CertInput{CA: stored, TLS: plan.TLS, DNSNames: names, Duration: d, RenewBefore: r, Now: now,
 			PublishedBundle: published, RolledOut: true})
 		if err != nil {
 			t.Fatal(err)

@@ -227,9 +227,10 @@ func (c Config) Labels() map[string]string {
 	}
 }
 
-// PodLabels select the webhook pods.
+// PodLabels select the webhook pods. They do not name the stack: a
+// Deployment's selector cannot change, and a stack may be renamed.
 func (c Config) PodLabels() map[string]string {
-	return map[string]string{"app.kubernetes.io/name": WebhookName, "app.kubernetes.io/instance": c.StackName}
+	return map[string]string{"app.kubernetes.io/name": WebhookName, "app.kubernetes.io/component": "admission-webhook"}
 }
 
 func (c Config) meta(name string, namespaced bool) metav1.ObjectMeta {
@@ -366,10 +367,13 @@ func (c Config) Deployment(caID string) *appsv1.Deployment {
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 	}
+	// --cert-reload: the upstream webhook reloads a renewed certificate only
+	// with it (this one always does, and accepts it).
+	container.Args = []string{"--cert-reload"}
 	if c.OwnImage {
 		container.Command = []string{OwnWebhookCommand}
 		container.Ports = append(container.Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP})
-		container.Args = []string{fmt.Sprintf("--metrics-bind-address=:%d", MetricsPort)}
+		container.Args = append(container.Args, fmt.Sprintf("--metrics-bind-address=:%d", MetricsPort))
 		container.LivenessProbe = &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("metrics"), Scheme: corev1.URISchemeHTTP}},
 			PeriodSeconds:    10,

@@ -249,7 +249,10 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 		By("touching an owned object in a way that changes nothing the operator sets: a reconcile runs")
 		svc := &corev1.Service{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, svc)).To(Succeed())
-		svc.Annotations = map[string]string{"example.invalid/owner": "platform"}
+		if svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		svc.Annotations["example.invalid/owner"] = "platform"
 		Expect(k8s.Update(ctx, svc)).To(Succeed())
 		Eventually(reconciles).Should(BeNumerically(">", reconciled))
 		Consistently(func() []string { return requests.Writes()[len(before):] }).WithTimeout(2 * time.Second).Should(BeEmpty())
@@ -614,6 +617,18 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			g.Expect(bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, ca.CertPEM)).To(BeTrue())
 		}).WithTimeout(3 * time.Second).Should(Succeed())
 		Eventually(func() error { return k8s.Create(ctx, gmsaPod("cm-pod", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+
+		By("switching the running stack to SelfSigned is refused, and changes nothing")
+		s = getStack("cm")
+		s.Spec.Certificates = nil
+		Expect(k8s.Update(ctx, s)).To(Succeed())
+		s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionStalled, metav1.ConditionTrue, gmsav1alpha1.ReasonInvalidSpec))
+		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled).Message).To(ContainSubstring("switching a running stack from CertManager to SelfSigned is not supported"))
+		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, &corev1.Secret{}))).To(BeTrue(),
+			"the operator made no CA of its own")
+		Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
+		Expect(m.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.CertPEM), "caBundle is still cainjector's")
+		Eventually(func() error { return k8s.Create(ctx, gmsaPod("cm-pod-2", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
 	})
 
 	It("needed every permission the shipped RBAC grants it for the stack (each one is in use)", func() {
