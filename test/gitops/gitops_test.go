@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	lua "github.com/yuin/gopher-lua"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -201,7 +202,9 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 		cfg, err := env.InstallOperatorRBAC(ctx)
 		Expect(err).NotTo(HaveOccurred())
 		cfg.WrapTransport = requests.Wrap
-		mgr, err := manager.New(cfg, manager.Options{OperatorImage: "gmsa-operator:gitops"})
+		// With leader election, as config/default runs it: the Lease lives in
+		// the operator's namespace, under its leader-election Role.
+		mgr, err := manager.New(cfg, manager.Options{OperatorImage: "gmsa-operator:gitops", LeaderElection: true, LeaderElectionNamespace: harness.OperatorNamespace})
 		Expect(err).NotTo(HaveOccurred())
 		mctx, cancel := context.WithCancel(context.Background())
 		cancelMgr, mgrDone = cancel, make(chan error, 1)
@@ -220,6 +223,9 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 			g.Expect(s.argo).To(Equal("Healthy"), s.message)
 		}).WithPolling(50 * time.Millisecond).Should(Succeed())
 		Expect(seen).To(HaveKey(status.InProgressStatus), "the stack converged without ever being InProgress")
+		lease := &coordinationv1.Lease{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: harness.OperatorNamespace, Name: manager.LeaderElectionID}, lease)).To(Succeed())
+		Expect(lease.Spec.HolderIdentity).NotTo(BeNil(), "the manager leads through the Lease its Role allows")
 		Eventually(func(g Gomega) {
 			a := view(accountGVK, "webapp1")
 			g.Expect(a.kstatus).To(Equal(status.CurrentStatus), a.message)
