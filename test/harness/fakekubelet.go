@@ -111,16 +111,6 @@ func (k *Kubelet) Stop() {
 	<-k.done
 }
 
-// SetNamespace follows the webhook to another namespace (the GmsaStack's
-// spec.namespace changed): the old webhook stops, the new one is served
-// once its Service and Secret exist.
-func (k *Kubelet) SetNamespace(ns string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.stopServer()
-	k.opts.Namespace, k.volume, k.secret = ns, nil, ""
-}
-
 // SetServing switches the webhook on or off (every replica down).
 func (k *Kubelet) SetServing(on bool) {
 	k.mu.Lock()

@@ -132,6 +132,41 @@ func webhookConfigs() (*admissionregistrationv1.MutatingWebhookConfiguration, *a
 	return m, v, nil
 }
 
+// admissionLoad sends gMSA pods (dry run) from 2 workers until the
+// returned function is called; that function asserts that more than 50
+// were sent and none failed, and prints the figures.
+func admissionLoad(what string) func() {
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				err := k8s.Create(ctx, gmsaPod(fmt.Sprintf("%s-%d-%d", what, w, i), "allowed", "webapp1"), client.DryRunAll)
+				if ctx.Err() != nil {
+					return
+				}
+				sent.Add(1)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+		GinkgoWriter.Printf("%s: %d admissions, %d failed\n", what, sent.Load(), failed.Load())
+		ExpectWithOffset(1, sent.Load()).To(BeNumerically(">", 50))
+		ExpectWithOffset(1, failed.Load()).To(BeZero(), "first failure: %v", firstErr.Load())
+	}
+}
+
 // configDeletions counts DELETED events of the webhook configurations
 // until stop is called.
 func configDeletions() (count func() int64, stop func()) {
@@ -376,29 +411,7 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 		oldCA := ca.Data[stack.CACertKey]
 
 		By("sending gMSA pods (dry run) continuously")
-		var sent, failed atomic.Int64
-		var firstErr atomic.Value
-		loadCtx, stopLoad := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		for w := range 2 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; loadCtx.Err() == nil; i++ {
-					err := k8s.Create(loadCtx, gmsaPod(fmt.Sprintf("load-%d-%d", w, i), "allowed", "webapp1"), client.DryRunAll)
-					if loadCtx.Err() != nil {
-						return
-					}
-					sent.Add(1)
-					if err != nil {
-						failed.Add(1)
-						firstErr.CompareAndSwap(nil, err.Error())
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}()
-		}
-
+		stopLoad := admissionLoad("rotation")
 		By("shortening the certificate lifetimes to 1m, renewed 30s before expiry")
 		s := getStack("default")
 		s.Spec.Certificates = &gmsav1alpha1.CertificatesSpec{Duration: &metav1.Duration{Duration: time.Minute}, RenewBefore: &metav1.Duration{Duration: 30 * time.Second}}
@@ -414,10 +427,6 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			g.Expect(v.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
 		}).WithTimeout(150 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 		stopLoad()
-		wg.Wait()
-		GinkgoWriter.Printf("rotation: %d admissions during the rollover, %d failed\n", sent.Load(), failed.Load())
-		Expect(sent.Load()).To(BeNumerically(">", 50))
-		Expect(failed.Load()).To(BeZero(), "first failure: %v", firstErr.Load())
 		served, err := certs.ParseCertificate(mustGetSecret(stack.TLSSecretName).Data[stack.TLSCertKey])
 		Expect(err).NotTo(HaveOccurred())
 		newCA, err := certs.ParseCertificate(ca.Data[stack.CACertKey])
@@ -434,12 +443,16 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			})
 	})
 
-	It("moves to another namespace: the webhook configurations switch once the new webhook is available, then the old namespace goes", func() {
+	It("moves to another namespace and back under continuous admission traffic with zero failures", func() {
+		By("a kubelet for the new namespace too: both webhooks run while the stack moves")
+		kl2 := harness.StartKubelet(harness.KubeletOptions{Client: k8s, Config: env.Config, Namespace: "gmsa-webhooks",
+			PodIP: "127.0.106.251", Images: []string{operatorImage}, Log: GinkgoWriter})
+		DeferCleanup(kl2.Stop)
 		move := func(to, specNS string) {
+			stopLoad := admissionLoad("move-to-" + to)
 			s := getStack("default")
 			s.Spec.Namespace = specNS
 			Expect(k8s.Update(ctx, s)).To(Succeed())
-			kl.SetNamespace(to)
 			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
 				func(g Gomega, s *gmsav1alpha1.GmsaStack) { g.Expect(s.Status.Namespace).To(Equal(to)) })
 			m, v, err := webhookConfigs()
@@ -447,10 +460,19 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			Expect(m.Webhooks[0].ClientConfig.Service.Namespace).To(Equal(to))
 			Expect(v.Webhooks[0].ClientConfig.Service.Namespace).To(Equal(to))
 			Expect(m.Webhooks[0].NamespaceSelector.MatchExpressions[0].Values).To(ContainElement(to), "the webhook's own namespace is excluded")
-			crb := &rbacv1.ClusterRoleBinding{}
-			Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, crb)).To(Succeed())
-			Expect(crb.Subjects).To(ConsistOf(HaveField("Namespace", to)))
-			Eventually(func() error { return k8s.Create(ctx, gmsaPod("moved-"+to, "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+			Eventually(func(g Gomega) {
+				crb := &rbacv1.ClusterRoleBinding{}
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, crb)).To(Succeed())
+				g.Expect(crb.Subjects).To(ConsistOf(HaveField("Namespace", to)))
+			}).Should(Succeed(), "the old webhook's binding goes once the configurations call the new one")
+			Eventually(func(g Gomega) {
+				for _, l := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}} {
+					g.Expect(k8s.List(ctx, l, client.MatchingLabels{gmsav1alpha1.LabelStack: "default"})).To(Succeed())
+					g.Expect(meta.LenList(l)).To(Equal(1), "%T: the old one is pruned", l)
+				}
+			}).WithTimeout(90 * time.Second).Should(Succeed())
+			time.Sleep(2 * time.Second) // and on, after the old webhook is gone
+			stopLoad()
 		}
 		By("moving to gmsa-webhooks, a namespace the platform team made")
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gmsa-webhooks", Labels: map[string]string{"team": "platform"}}})).To(Succeed())
