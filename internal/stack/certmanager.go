@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"time"
+
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,9 +46,11 @@ func (c Config) CertManagerObjects() []client.Object {
 				TypeMeta:   typeMeta(cmapi.SchemeGroupVersion.String(), cmapi.CertificateKind),
 				ObjectMeta: c.meta(CACertificateName, true),
 				Spec: cmapi.CertificateSpec{
-					IsCA:           true,
-					CommonName:     caCommonName(c.DNSNames()),
-					Duration:       &metav1.Duration{Duration: CAValidity(c.Duration)},
+					IsCA:       true,
+					CommonName: caCommonName(c.DNSNames()),
+					// Ten serving lifetimes: cainjector swaps caBundle to a
+					// new CA at once, so the CA should change rarely.
+					Duration:       &metav1.Duration{Duration: CertManagerCAValidity(c.Duration)},
 					RenewBefore:    &metav1.Duration{Duration: c.Duration + c.RenewBefore},
 					SecretName:     CASecretName,
 					SecretTemplate: &cmapi.CertificateSecretTemplate{Labels: c.Labels()},
@@ -87,3 +91,10 @@ func (c Config) CertManagerIssuerRef() (ref gmsav1alpha1.IssuerReference, own bo
 	}
 	return gmsav1alpha1.IssuerReference{Name: CAIssuerName, Kind: cmapi.IssuerKind, Group: "cert-manager.io"}, true
 }
+
+// CertManagerCAValidity is the lifetime of the CA Certificate the operator
+// asks cert-manager for: ten serving certificate lifetimes. cainjector
+// replaces caBundle with a new CA as soon as cert-manager issues a serving
+// certificate from it, while pods may still serve the old certificate until
+// they reload it; a long-lived CA makes that window rare.
+func CertManagerCAValidity(duration time.Duration) time.Duration { return 10 * duration }
