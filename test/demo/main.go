@@ -90,6 +90,9 @@ func indent(s string) string {
 const demoImage = "gmsa-operator:demo"
 
 func run(managerBin string, keep bool) (err error) {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the demo serves the webhook where the API server calls it, on port 443 of a loopback Service address: run it as root")
+	}
 	root, err := harness.RepoRoot()
 	if err != nil {
 		return err
