@@ -2,8 +2,8 @@
 // ClusterServiceVersion and the CRDs in bundle/manifests, and
 // bundle/metadata/annotations.yaml; and bundle.Dockerfile. operator-sdk
 // cannot be installed here, so this does its `generate bundle` step on top of
-// kustomize (kubectl kustomize config/default) and the operator-framework/api
-// types:
+// kustomize (kubectl kustomize config/manifests: the CSV base, config/default
+// and config/samples) and the operator-framework/api types:
 //   - the CSV base (config/manifests/bases) gives the descriptions,
 //     descriptors, links, maintainers, capability level and install modes;
 //   - config/default gives the Deployment, the operator's permissions
@@ -56,9 +56,9 @@ func run(kubectl, ver string) error {
 	if err != nil {
 		return fmt.Errorf("-version: %w", err)
 	}
-	out, err := exec.Command(kubectl, "kustomize", "config/default").Output()
+	out, err := exec.Command(kubectl, "kustomize", "config/manifests").Output()
 	if err != nil {
-		return fmt.Errorf("kubectl kustomize config/default: %w", err)
+		return fmt.Errorf("kubectl kustomize config/manifests: %w", err)
 	}
 	objs, err := decode(string(out))
 	if err != nil {
@@ -66,8 +66,19 @@ func run(kubectl, ver string) error {
 	}
 
 	csv := &operatorsv1alpha1.ClusterServiceVersion{}
-	if err := readYAML(filepath.Join("config", "manifests", "bases", packageName+".clusterserviceversion.yaml"), csv); err != nil {
-		return err
+	var samples []map[string]any
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "ClusterServiceVersion":
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, csv); err != nil {
+				return err
+			}
+		case "GmsaStack", "GmsaAccount":
+			samples = append(samples, u.Object)
+		}
+	}
+	if csv.Name == "" || len(samples) == 0 {
+		return fmt.Errorf("config/manifests lacks the CSV base or the samples")
 	}
 	csv.Name = packageName + ".v" + v.String()
 	csv.Namespace = ""
@@ -79,7 +90,7 @@ func run(kubectl, ver string) error {
 	}
 	csv.Spec.Icon = []operatorsv1alpha1.Icon{{Data: base64.StdEncoding.EncodeToString(icon), MediaType: "image/svg+xml"}}
 
-	examples, err := almExamples()
+	examples, err := json.MarshalIndent(samples, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -124,7 +135,7 @@ func run(kubectl, ver string) error {
 		return fmt.Errorf("config/default lacks the Deployment, the ServiceAccount or the CRDs")
 	}
 	image := dep.Spec.Template.Spec.Containers[0].Image
-	csv.Annotations["alm-examples"] = examples
+	csv.Annotations["alm-examples"] = string(examples)
 	csv.Annotations["containerImage"] = image
 	csv.Spec.RelatedImages = []operatorsv1alpha1.RelatedImage{{Name: "manager", Image: image}, {Name: "webhook", Image: image}}
 	csv.Spec.InstallStrategy = operatorsv1alpha1.NamedInstallStrategy{
@@ -196,25 +207,6 @@ func run(kubectl, ver string) error {
 	return os.WriteFile("bundle.Dockerfile", []byte(df.String()), 0o644)
 }
 
-// almExamples is the JSON array of the samples, as the console shows them.
-func almExamples() (string, error) {
-	files, err := filepath.Glob(filepath.Join("config", "samples", "gmsa_*.yaml"))
-	if err != nil {
-		return "", err
-	}
-	sort.Strings(files)
-	var examples []map[string]any
-	for _, f := range files {
-		obj := map[string]any{}
-		if err := readYAML(f, &obj); err != nil {
-			return "", err
-		}
-		examples = append(examples, obj)
-	}
-	b, err := json.MarshalIndent(examples, "", "  ")
-	return string(b), err
-}
-
 func decode(stream string) ([]*unstructured.Unstructured, error) {
 	var objs []*unstructured.Unstructured
 	for _, doc := range strings.Split(stream, "\n---") {
@@ -227,17 +219,6 @@ func decode(stream string) ([]*unstructured.Unstructured, error) {
 		}
 	}
 	return objs, nil
-}
-
-func readYAML(path string, into any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := yaml.Unmarshal(b, into); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
 }
 
 func writeYAML(path string, obj any) error {
