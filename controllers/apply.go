@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/manifest"
 )
 
 // errForeign says that an object of the name the operator wants exists and
@@ -166,25 +167,7 @@ func toApplyMap(obj client.Object) (map[string]any, error) {
 	if md, ok := m["metadata"].(map[string]any); ok {
 		delete(md, "creationTimestamp")
 	}
-	return dropNulls(m).(map[string]any), nil
-}
-
-func dropNulls(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			if e == nil {
-				delete(t, k)
-				continue
-			}
-			t[k] = dropNulls(e)
-		}
-	case []any:
-		for i := range t {
-			t[i] = dropNulls(t[i])
-		}
-	}
-	return v
+	return manifest.DropNulls(m).(map[string]any), nil
 }
 
 // subset reports whether every field set in want has the same value in

@@ -417,7 +417,7 @@ func (run *stackRun) crd(ctx context.Context) (stack.Step, time.Duration, error)
 		if by == "" {
 			by = "another installer"
 		}
-		if !established(live) {
+		if !credspeccrd.Established(live) {
 			step.Progress, step.Reason = stack.Blocked, gmsav1alpha1.ReasonCRDOwnedElsewhere
 			step.Message = fmt.Sprintf("CRD %s was installed by %s and is not Established; it is left alone: fix it there, or set spec.credentialSpecCRD.policy to Adopt", credspeccrd.Name, by)
 			return step, 0, nil
@@ -446,22 +446,13 @@ func (run *stackRun) crd(ctx context.Context) (stack.Step, time.Duration, error)
 			}
 		}
 	}
-	if !established(live) {
+	if !credspeccrd.Established(live) {
 		step.Progress, step.Reason = stack.Waiting, gmsav1alpha1.ReasonProgressing
 		step.Message = fmt.Sprintf("waiting for CRD %s to be Established", credspeccrd.Name)
 		return step, 2 * time.Second, nil
 	}
 	step.Reason, step.Message = gmsav1alpha1.ReasonSucceeded, fmt.Sprintf("CRD %s is installed and Established", credspeccrd.Name)
 	return step, 0, nil
-}
-
-func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established {
-			return c.Status == apiextensionsv1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // base makes the namespace (unless it exists), the ServiceAccount, the

@@ -9,11 +9,9 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/gmsa-operator/gmsa-operator/internal/manager"
 	"github.com/gmsa-operator/gmsa-operator/test/harness"
@@ -90,27 +88,7 @@ var _ = AfterSuite(func() {
 
 // reconciles returns how many reconciles the named controller finished.
 func reconciles(controller string) float64 {
-	families, err := ctrlmetrics.Registry.Gather()
+	n, err := harness.Reconciles(controller)
 	Expect(err).NotTo(HaveOccurred())
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			if labelValue(m, "controller") == controller {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total
-}
-
-func labelValue(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
+	return n
 }

@@ -33,6 +33,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
+
+	"github.com/gmsa-operator/gmsa-operator/internal/manifest"
 )
 
 const (
@@ -60,7 +62,7 @@ func run(kubectl, ver string) error {
 	if err != nil {
 		return fmt.Errorf("kubectl kustomize config/manifests: %w", err)
 	}
-	objs, err := decode(string(out))
+	objs, err := manifest.Decode(string(out))
 	if err != nil {
 		return err
 	}
@@ -173,7 +175,7 @@ func run(kubectl, ver string) error {
 	unstructured.RemoveNestedField(csvMap, "metadata", "creationTimestamp")
 	unstructured.RemoveNestedField(csvMap, "spec", "install", "spec", "deployments", "0", "spec", "template", "metadata", "creationTimestamp")
 	csvMap["apiVersion"], csvMap["kind"] = "operators.coreos.com/v1alpha1", "ClusterServiceVersion"
-	if err := writeYAML(filepath.Join("bundle", "manifests", packageName+".clusterserviceversion.yaml"), dropNulls(csvMap)); err != nil {
+	if err := writeYAML(filepath.Join("bundle", "manifests", packageName+".clusterserviceversion.yaml"), manifest.DropNulls(csvMap)); err != nil {
 		return err
 	}
 	for _, c := range crds {
@@ -207,42 +209,10 @@ func run(kubectl, ver string) error {
 	return os.WriteFile("bundle.Dockerfile", []byte(df.String()), 0o644)
 }
 
-func decode(stream string) ([]*unstructured.Unstructured, error) {
-	var objs []*unstructured.Unstructured
-	for _, doc := range strings.Split(stream, "\n---") {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			return nil, err
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
-	return objs, nil
-}
-
 func writeYAML(path string, obj any) error {
 	b, err := yaml.Marshal(obj)
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(path, append([]byte(header), b...), 0o644)
-}
-
-func dropNulls(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			if e == nil {
-				delete(t, k)
-				continue
-			}
-			t[k] = dropNulls(e)
-		}
-	case []any:
-		for i := range t {
-			t[i] = dropNulls(t[i])
-		}
-	}
-	return v
 }

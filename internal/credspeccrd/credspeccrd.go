@@ -50,3 +50,14 @@ func Revision(crd *apiextensionsv1.CustomResourceDefinition) int {
 	}
 	return r
 }
+
+// Established reports whether a CRD's Established condition is True: its
+// kind is served.
+func Established(crd *apiextensionsv1.CustomResourceDefinition) bool {
+	for _, c := range crd.Status.Conditions {
+		if c.Type == apiextensionsv1.Established {
+			return c.Status == apiextensionsv1.ConditionTrue
+		}
+	}
+	return false
+}

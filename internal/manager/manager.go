@@ -202,7 +202,7 @@ func (a *afterCRD) Start(ctx context.Context) error {
 	for {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
 		err := a.reader.Get(ctx, client.ObjectKey{Name: credspeccrd.Name}, crd)
-		if err == nil && established(crd) {
+		if err == nil && credspeccrd.Established(crd) {
 			if waited {
 				log.Info("CRD is established; starting the GmsaAccount controller", "crd", credspeccrd.Name)
 			}
@@ -220,13 +220,4 @@ func (a *afterCRD) Start(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
-}
-
-func established(crd *apiextensionsv1.CustomResourceDefinition) bool {
-	for _, c := range crd.Status.Conditions {
-		if c.Type == apiextensionsv1.Established {
-			return c.Status == apiextensionsv1.ConditionTrue
-		}
-	}
-	return false
 }

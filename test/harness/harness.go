@@ -14,12 +14,11 @@ import (
 	"errors"
 	"fmt"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sigs.k8s.io/yaml"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
+	"github.com/gmsa-operator/gmsa-operator/internal/manifest"
 	"github.com/gmsa-operator/gmsa-operator/internal/scheme"
 )
 
@@ -343,11 +343,11 @@ func (e *Env) InstallOperatorRBAC(ctx context.Context) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubectl kustomize config/default: %w", err)
 	}
-	for _, doc := range strings.Split(string(out), "\n---\n") {
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			return nil, err
-		}
+	objs, err := manifest.Decode(string(out))
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range objs {
 		switch u.GetKind() {
 		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
 			if err := e.Client.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -361,4 +361,27 @@ func (e *Env) InstallOperatorRBAC(ctx context.Context) (*rest.Config, error) {
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + OperatorNamespace, "system:authenticated"},
 	}
 	return cfg, nil
+}
+
+// Reconciles is how many reconciles the named controller of a manager in
+// this process has finished (controller-runtime's metrics registry).
+func Reconciles(controller string) (float64, error) {
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == controller {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total, nil
 }

@@ -22,12 +22,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/operator-framework/api/pkg/manifests"
 	"github.com/operator-framework/api/pkg/validation"
 	validator "github.com/operator-framework/api/pkg/validation/interfaces"
 
+	"github.com/gmsa-operator/gmsa-operator/internal/manifest"
 	"github.com/gmsa-operator/gmsa-operator/test/harness"
 )
 
@@ -87,14 +87,8 @@ func helmTemplate(args ...string) string {
 
 // decode splits a multi-document YAML stream into objects.
 func decode(stream string) []*unstructured.Unstructured {
-	var objs []*unstructured.Unstructured
-	for _, doc := range strings.Split(stream, "\n---") {
-		u := &unstructured.Unstructured{}
-		ExpectWithOffset(1, yaml.Unmarshal([]byte(doc), &u.Object)).To(Succeed())
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
+	objs, err := manifest.Decode(stream)
+	ExpectWithOffset(1, err).NotTo(HaveOccurred())
 	return objs
 }
 
