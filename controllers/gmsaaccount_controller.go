@@ -4,18 +4,16 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -36,6 +34,7 @@ import (
 	"github.com/gmsa-operator/gmsa-operator/internal/account"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspec"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
+	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 )
 
 // CredentialSpecGVK is the kind of the credspecs the operator manages.
@@ -56,8 +55,8 @@ const (
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts,verbs=list;watch
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts/status,verbs=patch
 // +kubebuilder:rbac:groups=gmsa.io,resources=gmsaaccounts/finalizers,verbs=update
-// +kubebuilder:rbac:groups=windows.k8s.io,resources=gmsacredentialspecs,verbs=get;list;watch;create;update;delete;use
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;rolebindings,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=windows.k8s.io,resources=gmsacredentialspecs,verbs=get;list;watch;create;patch;delete;use
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;rolebindings,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -76,19 +75,16 @@ type GmsaAccountReconciler struct {
 	// MaxConcurrentReconciles is how many GmsaAccounts are reconciled at
 	// once.
 	MaxConcurrentReconciles int
+	// NamespaceParallelism is how many RoleBindings of one account are
+	// reconciled at once; 0 means 4.
+	NamespaceParallelism int
 
-	// foreignObjects remembers objects found to belong to someone else, so
-	// that a stalled account is re-checked with reads, not failing creates.
-	foreignObjects sync.Map
-}
-
-type objectID struct {
-	kind string
-	key  client.ObjectKey
+	applier *reconcilekit.Applier
 }
 
 // SetupWithManager registers the reconciler, its indexes and its watches.
 func (r *GmsaAccountReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	r.applier = &reconcilekit.Applier{Client: r.Client, APIReader: r.APIReader, MetadataOnly: MetadataOnlyKinds}
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &gmsav1alpha1.GmsaAccount{}, indexCredentialSpecName, func(o client.Object) []string {
 		return []string{account.CredentialSpecName(o.(*gmsav1alpha1.GmsaAccount))}
@@ -177,6 +173,7 @@ func (r *GmsaAccountReconciler) accountsInNamespace(ctx context.Context, o clien
 // Reconcile brings one GmsaAccount's generated objects to the desired
 // state and writes its status once, only when it changed.
 func (r *GmsaAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
 	acct := &gmsav1alpha1.GmsaAccount{}
 	if err := r.Client.Get(ctx, req.NamespacedName, acct); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -184,14 +181,21 @@ func (r *GmsaAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if !acct.DeletionTimestamp.IsZero() {
 		// Everything it generated carries its owner reference: the garbage
 		// collector removes it.
+		logger.V(1).Info("being deleted; the garbage collector removes what it generated")
 		return ctrl.Result{}, nil
 	}
 
-	changes := &changeLog{}
+	changes := &reconcilekit.Changes{}
 	outcome, err := r.reconcile(ctx, acct, changes)
-	changes.record(r.Recorder, acct)
+	changes.Record(r.Recorder, acct)
+	if errors.Is(err, reconcilekit.ErrCacheLag) {
+		// An object made a moment ago is not cached yet: normal, and no
+		// reason to report the account as failing.
+		logger.V(1).Info("requeue: the cache is behind", "reason", err.Error())
+		return ctrl.Result{RequeueAfter: CacheLagRequeue}, nil
+	}
 	if err != nil {
-		outcome.Problem = &account.Problem{Reason: gmsav1alpha1.ReasonReconcileError, Message: err.Error(), Kind: account.Transient}
+		outcome.Problem = &reconcilekit.Step{Progress: reconcilekit.Failed, Reason: gmsav1alpha1.ReasonReconcileError, Message: err.Error()}
 	}
 	if perr := r.writeStatus(ctx, acct, outcome); perr != nil {
 		return ctrl.Result{}, errors.Join(err, perr)
@@ -199,50 +203,36 @@ func (r *GmsaAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err == nil && outcome.Problem != nil && outcome.Problem.Reason == gmsav1alpha1.ReasonRBACConflict {
 		// The foreign object is invisible to the label-restricted cache:
 		// its deletion brings no event, so look again later.
+		logger.V(1).Info("requeue: a foreign RBAC object blocks the account", "after", time.Minute)
 		return ctrl.Result{RequeueAfter: time.Minute}, nil
 	}
 	return ctrl.Result{}, err
 }
 
+// CacheLagRequeue is how soon a reconcile that found the cache behind runs
+// again.
+const CacheLagRequeue = time.Second
+
 func (r *GmsaAccountReconciler) writeStatus(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, o account.Outcome) error {
 	next := account.Status(acct, o, metav1.Now())
-	if equality.Semantic.DeepEqual(acct.Status, next) {
-		return nil
-	}
-	if p := o.Problem; p != nil && p.Kind == account.Stalled {
-		if old := findCondition(acct.Status.Conditions, gmsav1alpha1.ConditionStalled); old == nil || old.Message != p.Message {
-			r.Recorder.Eventf(acct, nil, corev1.EventTypeWarning, p.Reason, "Refuse", "%s", p.Message)
-		}
-	}
-	patch := client.MergeFrom(acct.DeepCopy())
-	acct.Status = next
-	if err := r.Client.Status().Patch(ctx, acct, patch); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("write status: %w", err)
-	}
-	return nil
-}
-
-func findCondition(cs []metav1.Condition, t string) *metav1.Condition {
-	for i := range cs {
-		if cs[i].Type == t {
-			return &cs[i]
-		}
-	}
-	return nil
+	return reconcilekit.WriteStatus(ctx, r.Client, r.Recorder, acct, &acct.Status, next,
+		func(s *gmsav1alpha1.GmsaAccountStatus) []metav1.Condition { return s.Conditions })
 }
 
 // reconcile runs the steps in order. A step that finds a problem a person
-// must solve returns it in the outcome; an API error is returned as error.
-func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) (account.Outcome, error) {
+// must solve, or something to wait for, returns it in the outcome; an API
+// error is returned as error.
+func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *reconcilekit.Changes) (account.Outcome, error) {
 	o := account.Outcome{CredentialSpecName: account.CredentialSpecName(acct)}
 
 	problem, err := r.reconcileCredentialSpec(ctx, acct, changes)
 	if err != nil {
 		return o, fmt.Errorf("credspec %q: %w", o.CredentialSpecName, err)
 	}
-	if problem != nil && problem.Kind == account.Stalled {
+	if problem != nil && problem.Progress == reconcilekit.Blocked {
 		// Never grant use of a credspec that is not this account's: take
 		// back a grant made before the conflict arose.
+		log.FromContext(ctx).V(1).Info("credspec blocked; revoking the ClusterRole", "reason", problem.Reason)
 		o.Problem = problem
 		return o, r.revoke(ctx, acct, changes)
 	}
@@ -250,14 +240,15 @@ func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha
 		return o, err
 	}
 
-	rbacProblem, err := r.ensure(ctx, acct, account.DesiredClusterRole(acct), &rbacv1.ClusterRole{}, repairClusterRole, changes)
+	res, err := r.applier.Apply(ctx, account.DesiredClusterRole(acct))
+	if p := rbacConflict(err); p != nil {
+		o.Problem = p
+		return o, nil
+	}
 	if err != nil {
 		return o, fmt.Errorf("ClusterRole %q: %w", account.ClusterRoleName(acct), err)
 	}
-	if rbacProblem != nil {
-		o.Problem = rbacProblem
-		return o, nil
-	}
+	changes.Applied(res, account.DesiredClusterRole(acct))
 	o.ClusterRoleName = account.ClusterRoleName(acct)
 
 	bound, pending, rbProblem, err := r.reconcileRoleBindings(ctx, acct, changes)
@@ -274,9 +265,36 @@ func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha
 	return o, nil
 }
 
+// rbacConflict turns a ForeignError into the account's RBACConflict
+// problem; other errors (and nil) give nil.
+func rbacConflict(err error) *reconcilekit.Step {
+	f, ok := reconcilekit.IsForeign(err)
+	if !ok {
+		return nil
+	}
+	return &reconcilekit.Step{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonRBACConflict,
+		Message: fmt.Sprintf("%s %q already exists and %s; it is left unchanged. Delete or rename it so the operator can create its own", f.GVK.Kind, name(f.Key), ownerPhrase(f.Owner))}
+}
+
+func name(key client.ObjectKey) string {
+	if key.Namespace != "" {
+		return key.Namespace + "/" + key.Name
+	}
+	return key.Name
+}
+
+// ownerPhrase completes "X already exists and ...".
+func ownerPhrase(owner string) string {
+	if owner == "" {
+		return "was not made by this GmsaAccount"
+	}
+	return owner + ", not this GmsaAccount"
+}
+
 // reconcileCredentialSpec makes sure the generated or raw credspec exists
 // as desired, or that the referenced one exists and is usable.
-func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) (*account.Problem, error) {
+func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *reconcilekit.Changes) (*reconcilekit.Step, error) {
+	logger := log.FromContext(ctx)
 	name := account.CredentialSpecName(acct)
 	current, err := r.getCredentialSpec(ctx, name)
 	if err != nil {
@@ -285,12 +303,14 @@ func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acc
 
 	if account.ModeOf(acct) == account.ModeExisting {
 		if current == nil {
-			return &account.Problem{Kind: account.Waiting, Reason: gmsav1alpha1.ReasonCredentialSpecNotFound,
+			logger.V(1).Info("waiting for the referenced credspec", "credspec", name)
+			return &reconcilekit.Step{Progress: reconcilekit.Waiting, Reason: gmsav1alpha1.ReasonCredentialSpecNotFound,
 				Message: fmt.Sprintf("GMSACredentialSpec %q does not exist; the account becomes Ready as soon as it is created", name)}, nil
 		}
 		content, _, _ := unstructured.NestedMap(current.Object, "credspec")
 		if err := credspec.Check(content); err != nil {
-			return &account.Problem{Kind: account.Stalled, Reason: gmsav1alpha1.ReasonInvalidCredentialSpec,
+			logger.V(1).Info("the referenced credspec cannot be used", "credspec", name, "error", err.Error())
+			return &reconcilekit.Step{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonInvalidCredentialSpec,
 				Message: fmt.Sprintf("GMSACredentialSpec %q cannot be used: %v", name, err)}, nil
 		}
 		return nil, nil
@@ -299,31 +319,29 @@ func (r *GmsaAccountReconciler) reconcileCredentialSpec(ctx context.Context, acc
 	if p, err := r.olderClaim(ctx, acct, name); err != nil || p != nil {
 		if err == nil && current != nil && controlledBy(current, acct) {
 			// The older account gets the name: give up the credspec.
-			err = r.deleteOwned(ctx, current)
-			if err == nil {
-				changes.deleted = append(changes.deleted, refTo(current))
+			logger.V(1).Info("an older account claims the credspec name; giving it up", "credspec", name)
+			deleted, derr := reconcilekit.DeleteOwned(ctx, r.Client, current, acct.UID)
+			if deleted {
+				changes.Add(reconcilekit.ReasonDeleted, current, "")
 			}
+			err = derr
 		}
 		return p, err
 	}
-	if current != nil && !controlledBy(current, acct) {
-		// The cache drops managedFields; read the object once more to say
-		// who made it.
-		_ = r.APIReader.Get(ctx, client.ObjectKey{Name: name}, current)
-		return &account.Problem{Kind: account.Stalled, Reason: gmsav1alpha1.ReasonCredentialSpecConflict,
-			Message: fmt.Sprintf("GMSACredentialSpec %q already exists and %s; it is left unchanged. Grant its use with credentialSpec.existing, or choose another credentialSpecName", name, describeOwner(current))}, nil
-	}
 	desired, err := account.DesiredCredentialSpec(acct)
 	if err != nil {
-		return &account.Problem{Kind: account.Stalled, Reason: gmsav1alpha1.ReasonInvalidCredentialSpec, Message: err.Error()}, nil
+		return &reconcilekit.Step{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonInvalidCredentialSpec, Message: err.Error()}, nil
 	}
-	current = &unstructured.Unstructured{}
-	current.SetGroupVersionKind(CredentialSpecGVK)
-	p, err := r.ensure(ctx, acct, desired, current, repairCredentialSpec, changes)
-	if p != nil && p.Reason == gmsav1alpha1.ReasonRBACConflict {
-		p.Reason = gmsav1alpha1.ReasonCredentialSpecConflict
+	res, err := r.applier.Apply(ctx, desired)
+	if f, ok := reconcilekit.IsForeign(err); ok {
+		return &reconcilekit.Step{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonCredentialSpecConflict,
+			Message: fmt.Sprintf("GMSACredentialSpec %q already exists and %s; it is left unchanged. Grant its use with credentialSpec.existing, or choose another credentialSpecName", name, ownerPhrase(f.Owner))}, nil
 	}
-	return p, err
+	if err != nil {
+		return nil, err
+	}
+	changes.Applied(res, desired)
+	return nil, nil
 }
 
 // getCredentialSpec returns the credspec from the cache (which holds every
@@ -342,29 +360,19 @@ func (r *GmsaAccountReconciler) getCredentialSpec(ctx context.Context, name stri
 
 // olderClaim reports a conflict when an older GmsaAccount generates a
 // credspec of the same name: the older one keeps it.
-func (r *GmsaAccountReconciler) olderClaim(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, name string) (*account.Problem, error) {
+func (r *GmsaAccountReconciler) olderClaim(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, name string) (*reconcilekit.Step, error) {
 	list := &gmsav1alpha1.GmsaAccountList{}
 	if err := r.Client.List(ctx, list, client.MatchingFields{indexCredentialSpecName: name}); err != nil {
 		return nil, fmt.Errorf("list GmsaAccounts: %w", err)
 	}
-	for i := range list.Items {
-		other := &list.Items[i]
-		if other.UID == acct.UID || account.ModeOf(other) == account.ModeExisting || !other.DeletionTimestamp.IsZero() {
-			continue
-		}
-		if older(other, acct) {
-			return &account.Problem{Kind: account.Stalled, Reason: gmsav1alpha1.ReasonCredentialSpecConflict,
-				Message: fmt.Sprintf("GMSACredentialSpec %q is claimed by the older GmsaAccount %q; it is left to that account. Choose another credentialSpecName", name, other.Name)}, nil
-		}
+	claims := slices.DeleteFunc(list.Items, func(other gmsav1alpha1.GmsaAccount) bool {
+		return account.ModeOf(&other) == account.ModeExisting || !other.DeletionTimestamp.IsZero()
+	})
+	if i := reconcilekit.Oldest(claims); i >= 0 && claims[i].UID != acct.UID {
+		return &reconcilekit.Step{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonCredentialSpecConflict,
+			Message: fmt.Sprintf("GMSACredentialSpec %q is claimed by the older GmsaAccount %q; it is left to that account. Choose another credentialSpecName", name, claims[i].Name)}, nil
 	}
 	return nil, nil
-}
-
-func older(a, b *gmsav1alpha1.GmsaAccount) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return a.Name < b.Name
 }
 
 func controlledBy(obj metav1.Object, acct *gmsav1alpha1.GmsaAccount) bool {
@@ -372,48 +380,31 @@ func controlledBy(obj metav1.Object, acct *gmsav1alpha1.GmsaAccount) bool {
 	return ref != nil && ref.UID == acct.UID
 }
 
-func describeOwner(obj metav1.Object) string {
-	if ref := metav1.GetControllerOf(obj); ref != nil {
-		return fmt.Sprintf("belongs to %s %q", ref.Kind, ref.Name)
-	}
-	if m := managerOf(obj); m != "" {
-		return fmt.Sprintf("was made by %q, not by this GmsaAccount", m)
-	}
-	return "was not made by this GmsaAccount"
-}
-
-// managerOf names the field manager that created an object, if known.
-func managerOf(obj metav1.Object) string {
-	for _, mf := range obj.GetManagedFields() {
-		if mf.Manager != "" {
-			return mf.Manager
-		}
-	}
-	return ""
-}
-
 // revoke deletes the account's ClusterRole, so that its RoleBindings grant
 // nothing while the account is stalled.
-func (r *GmsaAccountReconciler) revoke(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) error {
+func (r *GmsaAccountReconciler) revoke(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *reconcilekit.Changes) error {
 	cr := &rbacv1.ClusterRole{}
 	err := r.Client.Get(ctx, client.ObjectKey{Name: account.ClusterRoleName(acct)}, cr)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
-	if err != nil || !controlledBy(cr, acct) {
-		return err
+	if err != nil {
+		return fmt.Errorf("read ClusterRole %q: %w", account.ClusterRoleName(acct), err)
 	}
-	if err := r.deleteOwned(ctx, cr); err != nil {
-		return fmt.Errorf("revoke ClusterRole %q: %w", cr.Name, err)
+	deleted, err := reconcilekit.DeleteOwned(ctx, r.Client, cr, acct.UID)
+	if err != nil {
+		return fmt.Errorf("revoke: %w", err)
 	}
-	cr.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("ClusterRole"))
-	changes.deleted = append(changes.deleted, refTo(cr))
+	if deleted {
+		cr.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("ClusterRole"))
+		changes.Add(reconcilekit.ReasonDeleted, cr, "")
+	}
 	return nil
 }
 
 // deleteStaleCredentialSpecs removes credspecs this account generated
 // under a name it no longer uses.
-func (r *GmsaAccountReconciler) deleteStaleCredentialSpecs(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) error {
+func (r *GmsaAccountReconciler) deleteStaleCredentialSpecs(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *reconcilekit.Changes) error {
 	list := &unstructured.UnstructuredList{}
 	list.SetGroupVersionKind(CredentialSpecGVK.GroupVersion().WithKind(credspeccrd.Kind + "List"))
 	if err := r.Client.List(ctx, list, client.MatchingFields{indexAccount: acct.Name}); err != nil {
@@ -424,246 +415,80 @@ func (r *GmsaAccountReconciler) deleteStaleCredentialSpecs(ctx context.Context, 
 	keep := account.CredentialSpecName(acct)
 	for i := range list.Items {
 		cs := &list.Items[i]
-		if cs.GetName() == keep || !controlledBy(cs, acct) {
+		if cs.GetName() == keep {
 			continue
 		}
-		if err := r.deleteOwned(ctx, cs); err != nil {
-			return fmt.Errorf("delete stale credspec %q: %w", cs.GetName(), err)
+		deleted, err := reconcilekit.DeleteOwned(ctx, r.Client, cs, acct.UID)
+		if err != nil {
+			return fmt.Errorf("delete stale credspec: %w", err)
 		}
-		changes.deleted = append(changes.deleted, refTo(cs))
+		if deleted {
+			changes.Add(reconcilekit.ReasonDeleted, cs, "")
+		}
 	}
 	return nil
 }
 
-func (r *GmsaAccountReconciler) deleteOwned(ctx context.Context, obj client.Object) error {
-	uid := obj.GetUID()
-	err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
-}
-
-// ensure makes one generated object as desired. It reads the object from
-// the cache; when it is not there it creates it, so that an object someone
-// else made under the same name (invisible to the label-restricted cache)
-// makes the create fail and is left alone. An object of this account that
-// differs from the desired one is put back with server-side apply. A
-// conflict is returned as a Problem; it never writes to a foreign object.
-func (r *GmsaAccountReconciler) ensure(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, desired, current client.Object,
-	repair func(current, desired client.Object) bool, changes *changeLog) (*account.Problem, error) {
-	kind := desired.GetObjectKind().GroupVersionKind().Kind
-	key := client.ObjectKeyFromObject(desired)
-	id := objectID{kind: kind, key: key}
-	err := r.Client.Get(ctx, key, current)
-	if apierrors.IsNotFound(err) {
-		if _, known := r.foreignObjects.Load(id); known {
-			err = r.APIReader.Get(ctx, key, current)
-		} else {
-			err = apierrors.NewNotFound(schema.GroupResource{}, key.Name)
-		}
-		if apierrors.IsNotFound(err) {
-			err = r.Client.Create(ctx, desired.DeepCopyObject().(client.Object), client.FieldOwner(gmsav1alpha1.FieldManager))
-			if err == nil {
-				r.foreignObjects.Delete(id)
-				changes.created = append(changes.created, refTo(desired))
-				return nil, nil
-			}
-			if !apierrors.IsAlreadyExists(err) {
-				return nil, fmt.Errorf("create %s %s: %w", kind, key, err)
-			}
-			// Not in the cache but in the cluster: someone else's, or ours
-			// and the cache is behind.
-			err = r.APIReader.Get(ctx, key, current)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get %s %s: %w", kind, key, err)
-	}
-	if !controlledBy(current, acct) {
-		r.foreignObjects.Store(id, struct{}{})
-		return r.foreign(kind, current), nil
-	}
-	if !repair(current, desired) {
-		return nil, nil
-	}
-	// An update carries the resourceVersion that was read: if the object
-	// was replaced meanwhile (by someone else, perhaps), it fails with a
-	// conflict and is looked at again, never overwritten.
-	if err := r.Client.Update(ctx, current, client.FieldOwner(gmsav1alpha1.FieldManager)); err != nil {
-		return nil, fmt.Errorf("update %s %s: %w", kind, key, err)
-	}
-	changes.updated = append(changes.updated, refTo(desired))
-	return nil, nil
-}
-
-// repairClusterRole puts the desired rules and labels into current and
-// says whether anything changed.
-func repairClusterRole(current, desired client.Object) bool {
-	cur, want := current.(*rbacv1.ClusterRole), desired.(*rbacv1.ClusterRole)
-	changed := mergeLabels(cur, want.Labels)
-	if !equality.Semantic.DeepEqual(cur.Rules, want.Rules) || cur.AggregationRule != nil {
-		cur.Rules, cur.AggregationRule = want.Rules, nil
-		changed = true
-	}
-	return changed
-}
-
-// repairRoleBinding puts the desired subjects and labels into current and
-// says whether anything changed.
-func repairRoleBinding(current, desired client.Object) bool {
-	cur, want := current.(*rbacv1.RoleBinding), desired.(*rbacv1.RoleBinding)
-	changed := mergeLabels(cur, want.Labels)
-	if !equality.Semantic.DeepEqual(cur.Subjects, want.Subjects) {
-		cur.Subjects = want.Subjects
-		changed = true
-	}
-	return changed
-}
-
-// repairCredentialSpec replaces the credspec content wholly (so that keys
-// no longer wanted disappear) and the labels, and says whether anything
-// changed.
-func repairCredentialSpec(current, desired client.Object) bool {
-	cur, want := current.(*unstructured.Unstructured), desired.(*unstructured.Unstructured)
-	changed := mergeLabels(cur, want.GetLabels())
-	a, _ := json.Marshal(cur.Object["credspec"])
-	b, _ := json.Marshal(want.Object["credspec"])
-	if !bytes.Equal(a, b) {
-		cur.Object["credspec"] = want.Object["credspec"]
-		changed = true
-	}
-	return changed
-}
-
-// mergeLabels sets the wanted labels on obj, keeping any others.
-func mergeLabels(obj metav1.Object, want map[string]string) bool {
-	labels := obj.GetLabels()
-	changed := false
-	for k, v := range want {
-		if labels[k] != v {
-			if labels == nil {
-				labels = map[string]string{}
-			}
-			labels[k] = v
-			changed = true
-		}
-	}
-	if changed {
-		obj.SetLabels(labels)
-	}
-	return changed
-}
-
-func (r *GmsaAccountReconciler) foreign(kind string, obj client.Object) *account.Problem {
-	name := obj.GetName()
-	if ns := obj.GetNamespace(); ns != "" {
-		name = ns + "/" + name
-	}
-	return &account.Problem{Kind: account.Stalled, Reason: gmsav1alpha1.ReasonRBACConflict,
-		Message: fmt.Sprintf("%s %q already exists and %s; it is left unchanged. Delete or rename it so the operator can create its own", kind, name, describeOwner(obj))}
-}
-
-// changeLog collects what one reconcile created, repaired and deleted, so
-// that it is reported in at most three Events.
-type changeLog struct {
-	created, updated, deleted []*corev1.ObjectReference
-}
-
-func refTo(obj client.Object) *corev1.ObjectReference {
-	gvk := obj.GetObjectKind().GroupVersionKind()
-	return &corev1.ObjectReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
-}
-
-func (c *changeLog) merge(o *changeLog) {
-	c.created = append(c.created, o.created...)
-	c.updated = append(c.updated, o.updated...)
-	c.deleted = append(c.deleted, o.deleted...)
-}
-
-// record emits one Event per kind of change. The first object changed is
-// the Event's related object, so that Events of different reconciles are
-// not folded into one series.
-func (c *changeLog) record(rec recorder.EventRecorder, acct *gmsav1alpha1.GmsaAccount) {
-	emit := func(refs []*corev1.ObjectReference, reason, action, verb string) {
-		if len(refs) == 0 {
-			return
-		}
-		parts := make([]string, 0, len(refs))
-		for _, r := range refs {
-			name := r.Name
-			if r.Namespace != "" {
-				name = r.Namespace + "/" + name
-			}
-			parts = append(parts, fmt.Sprintf("%s %q", r.Kind, name))
-		}
-		rec.Eventf(acct, refs[0], corev1.EventTypeNormal, reason, action, "%s %s", verb, strings.Join(parts, ", "))
-	}
-	emit(c.created, "Created", "Create", "Created")
-	emit(c.updated, "Updated", "Update", "Put back to the desired state:")
-	emit(c.deleted, "Deleted", "Delete", "Deleted, no longer wanted:")
-}
-
 // reconcileRoleBindings binds the ClusterRole in every listed namespace that
 // exists, and deletes the bindings of namespaces no longer listed.
-func (r *GmsaAccountReconciler) reconcileRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *changeLog) (bound []rbacv1.Subject, pending []string, problem *account.Problem, err error) {
+// Namespaces are independent: they are bound in parallel (at most
+// NamespaceParallelism at once), so that the latency of a reconcile does not
+// grow with their number; the first error cancels the rest.
+func (r *GmsaAccountReconciler) reconcileRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, changes *reconcilekit.Changes) (bound []rbacv1.Subject, pending []string, problem *reconcilekit.Step, err error) {
 	subjects := account.Subjects(acct)
 	namespaces := account.Namespaces(subjects)
-	// Namespaces are independent: bind them in parallel, so that the
-	// latency of a reconcile does not grow with their number.
 	type result struct {
-		pending bool
-		problem *account.Problem
-		changes changeLog
-		err     error
+		pending  bool
+		conflict *reconcilekit.Step
 	}
 	results := make([]result, len(namespaces))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 4)
-	for i, ns := range namespaces {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			res := &results[i]
-			exists, err := r.namespaceUsable(ctx, ns)
-			if err != nil || !exists {
-				res.pending, res.err = !exists, err
-				return
-			}
-			res.problem, res.err = r.reconcileRoleBinding(ctx, acct, ns, subjects[ns], &res.changes)
-			if res.err != nil {
-				res.err = fmt.Errorf("RoleBinding %s/%s: %w", ns, account.RoleBindingName(acct), res.err)
-			}
-		}()
+	g, gctx := errgroup.WithContext(ctx)
+	limit := r.NamespaceParallelism
+	if limit <= 0 {
+		limit = 4
 	}
-	wg.Wait()
-	var (
-		conflicts []string
-		errs      []error
-	)
+	g.SetLimit(limit)
+	for i, ns := range namespaces {
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			exists, err := r.namespaceUsable(gctx, ns)
+			if err != nil {
+				return err
+			}
+			if !exists {
+				log.FromContext(ctx).V(1).Info("namespace does not exist (yet); bound when it appears", "namespace", ns)
+				results[i].pending = true
+				return nil
+			}
+			conflict, err := r.reconcileRoleBinding(gctx, acct, ns, subjects[ns], changes)
+			if err != nil {
+				return fmt.Errorf("RoleBinding %s/%s: %w", ns, account.RoleBindingName(acct), err)
+			}
+			results[i].conflict = conflict
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, nil, err
+	}
+	var conflicts []string
 	for i, res := range results {
-		changes.merge(&res.changes)
 		switch {
-		case res.err != nil:
-			errs = append(errs, res.err)
 		case res.pending:
 			pending = append(pending, namespaces[i])
-		case res.problem != nil:
-			conflicts = append(conflicts, res.problem.Message)
+		case res.conflict != nil:
+			conflicts = append(conflicts, res.conflict.Message)
 		default:
 			bound = append(bound, subjects[namespaces[i]]...)
 		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return bound, pending, nil, err
 	}
 	if err := r.deleteStaleRoleBindings(ctx, acct, subjects, changes); err != nil {
 		return bound, pending, nil, err
 	}
 	if len(conflicts) > 0 {
-		problem = &account.Problem{Kind: account.Stalled, Reason: gmsav1alpha1.ReasonRBACConflict, Message: strings.Join(conflicts, "; ")}
+		problem = &reconcilekit.Step{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonRBACConflict, Message: strings.Join(conflicts, "; ")}
 	}
 	return bound, pending, problem, nil
 }
@@ -675,38 +500,53 @@ func (r *GmsaAccountReconciler) namespaceUsable(ctx context.Context, name string
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
-		return false, err
+		return false, fmt.Errorf("read namespace %s: %w", name, err)
 	}
 	return ns.DeletionTimestamp.IsZero(), nil
 }
 
-func (r *GmsaAccountReconciler) reconcileRoleBinding(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, ns string, subjects []rbacv1.Subject, changes *changeLog) (*account.Problem, error) {
+func (r *GmsaAccountReconciler) reconcileRoleBinding(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, ns string, subjects []rbacv1.Subject, changes *reconcilekit.Changes) (*reconcilekit.Step, error) {
 	desired := account.DesiredRoleBinding(acct, ns, subjects)
 	current := &rbacv1.RoleBinding{}
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), current); err == nil && controlledBy(current, acct) && current.RoleRef != desired.RoleRef {
-		// roleRef is immutable: replace the binding.
-		if err := r.deleteOwned(ctx, current); err != nil {
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), current); err == nil && current.RoleRef != desired.RoleRef {
+		// roleRef is immutable: replace the binding (DeleteOwned leaves
+		// anyone else's alone; the apply below then reports it).
+		log.FromContext(ctx).V(1).Info("roleRef changed; replacing the RoleBinding", "namespace", ns)
+		if _, err := reconcilekit.DeleteOwned(ctx, r.Client, current, acct.UID); err != nil {
 			return nil, err
 		}
+	} else if client.IgnoreNotFound(err) != nil {
+		return nil, fmt.Errorf("read: %w", err)
 	}
-	return r.ensure(ctx, acct, desired, &rbacv1.RoleBinding{}, repairRoleBinding, changes)
+	res, err := r.applier.Apply(ctx, desired)
+	if p := rbacConflict(err); p != nil {
+		return p, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	changes.Applied(res, desired)
+	return nil, nil
 }
 
-func (r *GmsaAccountReconciler) deleteStaleRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, subjects map[string][]rbacv1.Subject, changes *changeLog) error {
+func (r *GmsaAccountReconciler) deleteStaleRoleBindings(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, subjects map[string][]rbacv1.Subject, changes *reconcilekit.Changes) error {
 	list := &rbacv1.RoleBindingList{}
 	if err := r.Client.List(ctx, list, client.MatchingFields{indexAccount: acct.Name}); err != nil {
 		return fmt.Errorf("list RoleBindings: %w", err)
 	}
 	for i := range list.Items {
 		rb := &list.Items[i]
-		if _, wanted := subjects[rb.Namespace]; wanted || !controlledBy(rb, acct) {
+		if _, wanted := subjects[rb.Namespace]; wanted {
 			continue
 		}
-		if err := r.deleteOwned(ctx, rb); err != nil {
-			return fmt.Errorf("delete RoleBinding %s/%s: %w", rb.Namespace, rb.Name, err)
+		deleted, err := reconcilekit.DeleteOwned(ctx, r.Client, rb, acct.UID)
+		if err != nil {
+			return err
 		}
-		rb.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("RoleBinding"))
-		changes.deleted = append(changes.deleted, refTo(rb))
+		if deleted {
+			rb.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("RoleBinding"))
+			changes.Add(reconcilekit.ReasonDeleted, rb, "")
+		}
 	}
 	return nil
 }

@@ -251,6 +251,25 @@ type GmsaStackStatus struct {
 	// readyReplicas of the webhook Deployment.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// retiredWebhook is the webhook the webhook configurations last stopped
+	// calling: they were removed (the stack is being deleted) or pointed at
+	// the webhook of another namespace (the stack moved). API servers may
+	// call it a little longer, so it keeps running, with its RBAC, for a
+	// teardown delay after retiredWebhook.since.
+	// +optional
+	RetiredWebhook *RetiredWebhook `json:"retiredWebhook,omitempty"`
+}
+
+// RetiredWebhook is a webhook the webhook configurations no longer call.
+type RetiredWebhook struct {
+	// namespace the retired webhook runs in.
+	// +required
+	Namespace string `json:"namespace"`
+
+	// since is when the webhook configurations stopped calling it.
+	// +required
+	Since metav1.MicroTime `json:"since"`
 }
 
 // GmsaStack is the cluster's gMSA admission stack: the GMSACredentialSpec

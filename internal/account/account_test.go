@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 )
 
 func acct(sas ...gmsav1alpha1.ServiceAccountRef) *gmsav1alpha1.GmsaAccount {
@@ -137,7 +138,7 @@ func TestStatus(t *testing.T) {
 		t.Error("the same outcome must give the same status (no write), including lastTransitionTime")
 	}
 
-	stalled := Status(a, Outcome{CredentialSpecName: "webapp1", Problem: &Problem{Kind: Stalled, Reason: gmsav1alpha1.ReasonCredentialSpecConflict, Message: "taken"}}, t1)
+	stalled := Status(a, Outcome{CredentialSpecName: "webapp1", Problem: &reconcilekit.Step{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonCredentialSpecConflict, Message: "taken"}}, t1)
 	if c := meta.FindStatusCondition(stalled.Conditions, gmsav1alpha1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Reason != gmsav1alpha1.ReasonCredentialSpecConflict {
 		t.Errorf("stalled: %v", stalled.Conditions)
 	}
@@ -149,13 +150,13 @@ func TestStatus(t *testing.T) {
 	}
 
 	a.Status = stalled
-	restalled := Status(a, Outcome{CredentialSpecName: "webapp1", Problem: &Problem{Kind: Stalled, Reason: gmsav1alpha1.ReasonCredentialSpecConflict, Message: "taken by someone else"}}, metav1.NewTime(t1.Add(time.Hour)))
+	restalled := Status(a, Outcome{CredentialSpecName: "webapp1", Problem: &reconcilekit.Step{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonCredentialSpecConflict, Message: "taken by someone else"}}, metav1.NewTime(t1.Add(time.Hour)))
 	if c := meta.FindStatusCondition(restalled.Conditions, gmsav1alpha1.ConditionReady); !c.LastTransitionTime.Equal(&t1) || c.Message != "taken by someone else" {
 		t.Errorf("a new message without a new status must keep lastTransitionTime: %+v", c)
 	}
 
 	a.Generation = 4
-	transient := Status(a, Outcome{Problem: &Problem{Kind: Transient, Reason: gmsav1alpha1.ReasonReconcileError, Message: "etcd"}}, t1)
+	transient := Status(a, Outcome{Problem: &reconcilekit.Step{Progress: reconcilekit.Failed, Reason: gmsav1alpha1.ReasonReconcileError, Message: "etcd"}}, t1)
 	if transient.ObservedGeneration != 3 {
 		t.Errorf("a failed reconcile must not advance observedGeneration: %d", transient.ObservedGeneration)
 	}
@@ -163,8 +164,14 @@ func TestStatus(t *testing.T) {
 		t.Errorf("transient error: Reconciling should be True: %v", transient.Conditions)
 	}
 
-	waiting := Status(a, Outcome{Problem: &Problem{Kind: Waiting, Reason: gmsav1alpha1.ReasonCredentialSpecNotFound, Message: "missing"}}, t1)
+	waiting := Status(a, Outcome{Problem: &reconcilekit.Step{Progress: reconcilekit.Waiting, Reason: gmsav1alpha1.ReasonCredentialSpecNotFound, Message: "missing"}}, t1)
 	if meta.FindStatusCondition(waiting.Conditions, gmsav1alpha1.ConditionStalled) != nil || waiting.ObservedGeneration != 4 {
 		t.Errorf("waiting: %+v", waiting)
+	}
+	// kstatus reads an object whose observedGeneration is current and that
+	// has no Reconciling condition as Current (done): a waiting account must
+	// say Reconciling, or Flux's wait passes before the account is usable.
+	if c := meta.FindStatusCondition(waiting.Conditions, gmsav1alpha1.ConditionReconciling); c == nil || c.Status != metav1.ConditionTrue || c.Reason != gmsav1alpha1.ReasonCredentialSpecNotFound {
+		t.Errorf("waiting: Reconciling should be True with the waiting reason: %v", waiting.Conditions)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
@@ -99,6 +100,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// Only the one CRD the operator installs, not every CRD of the
 		// cluster (some are megabytes).
 		&apiextensionsv1.CustomResourceDefinition{}: {Field: fields.OneTermEqualSelector("metadata.name", credspeccrd.Name)},
+		// Every namespace, as metadata only (one informer, shared by both
+		// controllers); of the ones the operator did not make, only what
+		// the GmsaAccount controller reads (name, deletion) is kept.
+		&corev1.Namespace{}: {Transform: trimNamespace},
 	}
 	if certManager {
 		byObject[&cmapi.Certificate{}] = managed
@@ -220,4 +225,22 @@ func (a *afterCRD) Start(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// trimNamespace keeps, of a namespace the operator did not make, its
+// identity and deletion state: the labels and annotations (kubectl's
+// last-applied configuration, say) of every namespace of a large cluster
+// would otherwise sit in the operator's memory for nothing. It also drops
+// managedFields, as the default transform does for the other kinds.
+func trimNamespace(obj any) (any, error) {
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return obj, nil
+	}
+	o.SetManagedFields(nil)
+	if o.GetLabels()[gmsav1alpha1.LabelManagedBy] != gmsav1alpha1.ManagedByValue {
+		o.SetLabels(nil)
+		o.SetAnnotations(nil)
+	}
+	return obj, nil
 }

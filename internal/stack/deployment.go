@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 )
 
 // DeploymentStep judges the webhook Deployment as the stack reports it
@@ -19,8 +20,8 @@ import (
 //   - a rollout past its progress deadline (an image that never becomes
 //     ready, say): Blocked (Stalled), since only a person can fix it;
 //   - otherwise Done.
-func (c Config) DeploymentStep(dep *appsv1.Deployment) Step {
-	step := Step{Condition: gmsav1alpha1.ConditionWebhookAvailable}
+func (c Config) DeploymentStep(dep *appsv1.Deployment) reconcilekit.Step {
+	step := reconcilekit.Step{Condition: gmsav1alpha1.ConditionWebhookAvailable}
 	st, want := dep.Status, c.Replicas
 	available := false
 	for _, cond := range st.Conditions {
@@ -37,20 +38,20 @@ func (c Config) DeploymentStep(dep *appsv1.Deployment) Step {
 	pods := fmt.Sprintf("kubectl -n %s describe pods -l app.kubernetes.io/name=%s", c.Namespace, WebhookName)
 	switch {
 	case st.AvailableReplicas == 0 || !available:
-		step.Progress, step.Reason = Waiting, gmsav1alpha1.ReasonDeploymentUnavailable
+		step.Progress, step.Reason = reconcilekit.Waiting, gmsav1alpha1.ReasonDeploymentUnavailable
 		step.Message = fmt.Sprintf("webhook Deployment %s/%s has %d of %d replicas available%s (%s)",
 			c.Namespace, WebhookName, st.AvailableReplicas, want, deploymentProblem(dep), pods)
 		if stuck {
-			step.Progress = Blocked
+			step.Progress = reconcilekit.Blocked
 			step.Message += "; the rollout is past its progress deadline: fix spec.webhook.image or what keeps the pods from becoming ready"
 		}
 	case st.ObservedGeneration < dep.Generation || st.UpdatedReplicas < want || st.Replicas > want || st.AvailableReplicas < want:
-		step.Progress, step.ConditionTrue, step.Continue = Waiting, true, true
+		step.Progress, step.ConditionTrue, step.Continue = reconcilekit.Waiting, true, true
 		step.Reason = gmsav1alpha1.ReasonProgressing
 		step.Message = fmt.Sprintf("rolling out %s: %d of %d replicas updated, %d available; the previous replicas keep serving%s",
 			c.Image, st.UpdatedReplicas, want, st.AvailableReplicas, deploymentProblem(dep))
 		if stuck {
-			step.Progress, step.Reason = Blocked, gmsav1alpha1.ReasonDeploymentUnavailable
+			step.Progress, step.Reason = reconcilekit.Blocked, gmsav1alpha1.ReasonDeploymentUnavailable
 			step.Message += fmt.Sprintf("; the rollout is past its progress deadline: fix spec.webhook.image or what keeps the new pods from becoming ready (%s)", pods)
 		}
 	default:

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 )
 
 func TestDeploymentStep(t *testing.T) {
@@ -27,18 +28,18 @@ func TestDeploymentStep(t *testing.T) {
 	cases := []struct {
 		name          string
 		dep           *appsv1.Deployment
-		progress      Progress
+		progress      reconcilekit.Progress
 		conditionTrue bool
 		cont          bool
 		reason        string
 		message       string
 	}{
-		{"new, nothing ready", dep(1, 1, 2, 2, 0, unavailable), Waiting, false, false, gmsav1alpha1.ReasonDeploymentUnavailable, "0 of 2 replicas available: Deployment does not have minimum availability."},
-		{"new, never ready past the deadline", dep(1, 1, 2, 2, 0, unavailable, deadline), Blocked, false, false, gmsav1alpha1.ReasonDeploymentUnavailable, "past its progress deadline"},
-		{"all available", dep(2, 2, 2, 2, 2, available), Done, false, false, gmsav1alpha1.ReasonSucceeded, "2 of 2 webhook replicas available, running img:1"},
-		{"rolling out", dep(3, 3, 3, 1, 2, available), Waiting, true, true, gmsav1alpha1.ReasonProgressing, "rolling out img:1: 1 of 2 replicas updated"},
-		{"not yet observed", dep(4, 3, 2, 2, 2, available), Waiting, true, true, gmsav1alpha1.ReasonProgressing, "rolling out"},
-		{"rollout stuck past the deadline", dep(3, 3, 3, 1, 2, available, deadline), Blocked, true, true, gmsav1alpha1.ReasonDeploymentUnavailable, "has timed out progressing"},
+		{"new, nothing ready", dep(1, 1, 2, 2, 0, unavailable), reconcilekit.Waiting, false, false, gmsav1alpha1.ReasonDeploymentUnavailable, "0 of 2 replicas available: Deployment does not have minimum availability."},
+		{"new, never ready past the deadline", dep(1, 1, 2, 2, 0, unavailable, deadline), reconcilekit.Blocked, false, false, gmsav1alpha1.ReasonDeploymentUnavailable, "past its progress deadline"},
+		{"all available", dep(2, 2, 2, 2, 2, available), reconcilekit.Done, false, false, gmsav1alpha1.ReasonSucceeded, "2 of 2 webhook replicas available, running img:1"},
+		{"rolling out", dep(3, 3, 3, 1, 2, available), reconcilekit.Waiting, true, true, gmsav1alpha1.ReasonProgressing, "rolling out img:1: 1 of 2 replicas updated"},
+		{"not yet observed", dep(4, 3, 2, 2, 2, available), reconcilekit.Waiting, true, true, gmsav1alpha1.ReasonProgressing, "rolling out"},
+		{"rollout stuck past the deadline", dep(3, 3, 3, 1, 2, available, deadline), reconcilekit.Blocked, true, true, gmsav1alpha1.ReasonDeploymentUnavailable, "has timed out progressing"},
 	}
 	for _, c := range cases {
 		s := cfg.DeploymentStep(c.dep)
@@ -49,7 +50,7 @@ func TestDeploymentStep(t *testing.T) {
 
 	// A stuck rollout makes the stack Stalled, with WebhookAvailable still
 	// True (the previous replicas serve).
-	st := Status(&gmsav1alpha1.GmsaStack{}, Outcome{Steps: []Step{cfg.DeploymentStep(cases[5].dep)}}, metav1.Now())
+	st := Status(&gmsav1alpha1.GmsaStack{}, Outcome{Steps: []reconcilekit.Step{cfg.DeploymentStep(cases[5].dep)}}, metav1.Now())
 	for typ, want := range map[string]metav1.ConditionStatus{
 		gmsav1alpha1.ConditionStalled: metav1.ConditionTrue, gmsav1alpha1.ConditionReady: metav1.ConditionFalse, gmsav1alpha1.ConditionWebhookAvailable: metav1.ConditionTrue,
 	} {

@@ -278,13 +278,18 @@ func (c Config) ClusterRole() *rbacv1.ClusterRole {
 }
 
 // ClusterRoleBinding binds the ClusterRole to the webhook's ServiceAccount,
-// and to the one in previous (the namespace the webhook configurations still
-// call while the stack moves), so that the old webhook keeps working until
-// the new one takes over.
-func (c Config) ClusterRoleBinding(previous string) *rbacv1.ClusterRoleBinding {
+// and to the ones in the other namespaces given (the namespace the webhook
+// configurations still call while the stack moves, and a retired webhook's
+// during its teardown delay), so that an old webhook keeps working for as
+// long as API servers may call it.
+func (c Config) ClusterRoleBinding(others ...string) *rbacv1.ClusterRoleBinding {
 	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: WebhookName, Namespace: c.Namespace}}
-	if previous != "" && previous != c.Namespace {
-		subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: WebhookName, Namespace: previous})
+	seen := map[string]bool{c.Namespace: true, "": true}
+	for _, ns := range others {
+		if !seen[ns] {
+			seen[ns] = true
+			subjects = append(subjects, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: WebhookName, Namespace: ns})
+		}
 	}
 	return &rbacv1.ClusterRoleBinding{
 		TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),

@@ -1,47 +1,19 @@
 package stack
 
 import (
-	"k8s.io/apimachinery/pkg/api/meta"
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 )
-
-// Progress is the state of one step of a stack's reconcile.
-type Progress int
-
-const (
-	// Done: the step is as specified.
-	Done Progress = iota
-	// Waiting: the step waits for something that happens by itself (a
-	// Deployment rolling out, cert-manager issuing); Ready is False and
-	// Reconciling True.
-	Waiting
-	// Blocked: a person must act (a conflict, bad input); Stalled is True.
-	Blocked
-	// Failed: an API request failed; it is retried.
-	Failed
-)
-
-// Step is the outcome of one step. Condition is the step's own condition
-// type ("" for steps without one).
-type Step struct {
-	Condition string
-	Progress  Progress
-	Reason    string
-	Message   string
-	// ConditionTrue reports the step's condition True even though the step
-	// is not Done (a Deployment that is Available while it rolls out).
-	ConditionTrue bool
-	// Continue lets the following steps run although this one is not Done.
-	Continue bool
-}
 
 // Outcome is what one reconcile of a GmsaStack found and did.
 type Outcome struct {
 	// Steps in the order they ran; a step that is not Done stops the ones
 	// after it, except that the condition of every step is reported.
-	Steps []Step
+	Steps []reconcilekit.Step
 	// Namespace, Image, ReadyReplicas and NotAfter for the status.
 	Namespace     string
 	Image         string
@@ -52,48 +24,43 @@ type Outcome struct {
 // Status returns the GmsaStack status after a reconcile. Conditions keep
 // their lastTransitionTime unless their status changes. Ready is True only
 // when every step is Done; its reason and message are the first step's
-// that is not.
+// that is not (reconcilekit.Summarize, as for a GmsaAccount). The retired
+// webhook record is kept as it is.
 func Status(s *gmsav1alpha1.GmsaStack, o Outcome, now metav1.Time) gmsav1alpha1.GmsaStackStatus {
 	st := *s.Status.DeepCopy()
 	st.Namespace, st.Image, st.ReadyReplicas, st.CertificateNotAfter = o.Namespace, o.Image, o.ReadyReplicas, o.NotAfter
-	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason, Message: msg,
-			ObservedGeneration: s.Generation, LastTransitionTime: now})
-	}
-	var first *Step
-	for i := range o.Steps {
-		step := &o.Steps[i]
-		if step.Condition != "" {
-			status := metav1.ConditionTrue
-			if step.Progress != Done && !step.ConditionTrue {
-				status = metav1.ConditionFalse
-			}
-			set(step.Condition, status, step.Reason, step.Message)
-		}
-		if first == nil && step.Progress != Done {
-			first = step
-		}
-	}
-	switch {
-	case first == nil:
-		set(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, gmsav1alpha1.ReasonSucceeded, "the gMSA admission stack is installed and serving")
-		meta.RemoveStatusCondition(&st.Conditions, gmsav1alpha1.ConditionReconciling)
-		meta.RemoveStatusCondition(&st.Conditions, gmsav1alpha1.ConditionStalled)
-		st.ObservedGeneration = s.Generation
-	case first.Progress == Blocked:
-		set(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, first.Reason, first.Message)
-		set(gmsav1alpha1.ConditionStalled, metav1.ConditionTrue, first.Reason, first.Message)
-		meta.RemoveStatusCondition(&st.Conditions, gmsav1alpha1.ConditionReconciling)
-		st.ObservedGeneration = s.Generation
-	case first.Progress == Waiting:
-		set(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, first.Reason, first.Message)
-		set(gmsav1alpha1.ConditionReconciling, metav1.ConditionTrue, first.Reason, first.Message)
-		meta.RemoveStatusCondition(&st.Conditions, gmsav1alpha1.ConditionStalled)
-		st.ObservedGeneration = s.Generation
-	default:
-		set(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, first.Reason, first.Message)
-		set(gmsav1alpha1.ConditionReconciling, metav1.ConditionTrue, first.Reason, first.Message)
-		meta.RemoveStatusCondition(&st.Conditions, gmsav1alpha1.ConditionStalled)
-	}
+	reconcilekit.Summarize(reconcilekit.Summary{Conditions: &st.Conditions, ObservedGeneration: &st.ObservedGeneration},
+		s.Generation, o.Steps, gmsav1alpha1.ReasonSucceeded, "the gMSA admission stack is installed and serving", now)
 	return st
+}
+
+// TeardownDelay is how long API servers get, after the webhook
+// configurations were removed or pointed at another namespace's webhook, to
+// stop calling the webhook they called before. Each API server reloads
+// webhook configurations from its own watch, so some call the old webhook a
+// little longer: it keeps running, with its RBAC, for this long.
+const TeardownDelay = 5 * time.Second
+
+// RetirementWait is how much longer the retired webhook must be kept: the
+// rest of TeardownDelay since the configurations stopped calling it, or 0
+// when there is none or its time is up. It is computed from the persisted
+// time on every pass, so that no event (the configurations' own deletion
+// requeues the stack at once) and no restart of the operator cuts it short.
+func RetirementWait(retired *gmsav1alpha1.RetiredWebhook, now time.Time) time.Duration {
+	if retired == nil {
+		return 0
+	}
+	if wait := retired.Since.Add(TeardownDelay).Sub(now); wait > 0 {
+		return wait
+	}
+	return 0
+}
+
+// Retiring returns the namespace of a retired webhook that must still be
+// kept (with its RBAC), or "".
+func Retiring(retired *gmsav1alpha1.RetiredWebhook, now time.Time) string {
+	if RetirementWait(retired, now) > 0 {
+		return retired.Namespace
+	}
+	return ""
 }

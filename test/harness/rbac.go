@@ -91,13 +91,13 @@ var PermissionUse = map[Permission]string{
 	{"gmsa.io", "gmsaaccounts/finalizers", "update"}:     Escalation + ": blockOwnerDeletion on owner references to a GmsaAccount needs it",
 	{"rbac.authorization.k8s.io", "clusterroles", "get"}: SuiteAccounts, {"rbac.authorization.k8s.io", "clusterroles", "list"}: SuiteAccounts,
 	{"rbac.authorization.k8s.io", "clusterroles", "watch"}: SuiteAccounts, {"rbac.authorization.k8s.io", "clusterroles", "create"}: SuiteAccounts,
-	{"rbac.authorization.k8s.io", "clusterroles", "update"}: SuiteAccounts, {"rbac.authorization.k8s.io", "clusterroles", "delete"}: SuiteAccounts,
-	{"rbac.authorization.k8s.io", "rolebindings", "get"}: SuiteAccounts, {"rbac.authorization.k8s.io", "rolebindings", "list"}: SuiteAccounts,
+	{"rbac.authorization.k8s.io", "clusterroles", "delete"}: SuiteAccounts,
+	{"rbac.authorization.k8s.io", "rolebindings", "get"}:    SuiteAccounts, {"rbac.authorization.k8s.io", "rolebindings", "list"}: SuiteAccounts,
 	{"rbac.authorization.k8s.io", "rolebindings", "watch"}: SuiteAccounts, {"rbac.authorization.k8s.io", "rolebindings", "create"}: SuiteAccounts,
-	{"rbac.authorization.k8s.io", "rolebindings", "update"}: SuiteAccounts, {"rbac.authorization.k8s.io", "rolebindings", "delete"}: SuiteAccounts,
+	{"rbac.authorization.k8s.io", "rolebindings", "patch"}: SuiteAccounts, {"rbac.authorization.k8s.io", "rolebindings", "delete"}: SuiteAccounts,
 	{"windows.k8s.io", "gmsacredentialspecs", "get"}: SuiteAccounts, {"windows.k8s.io", "gmsacredentialspecs", "list"}: SuiteAccounts,
 	{"windows.k8s.io", "gmsacredentialspecs", "watch"}: SuiteAccounts, {"windows.k8s.io", "gmsacredentialspecs", "create"}: SuiteAccounts,
-	{"windows.k8s.io", "gmsacredentialspecs", "update"}: SuiteAccounts, {"windows.k8s.io", "gmsacredentialspecs", "delete"}: SuiteAccounts,
+	{"windows.k8s.io", "gmsacredentialspecs", "patch"}: SuiteAccounts, {"windows.k8s.io", "gmsacredentialspecs", "delete"}: SuiteAccounts,
 	{"windows.k8s.io", "gmsacredentialspecs", "use"}: Escalation + ": each GmsaAccount's ClusterRole grants it",
 }
 

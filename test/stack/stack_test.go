@@ -347,6 +347,14 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			g.Expect(*m.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Fail))
 			g.Expect(*m.Webhooks[0].TimeoutSeconds).To(BeEquivalentTo(10))
 		}).WithTimeout(15 * time.Second).Should(Succeed())
+		By("editing a label the operator sets on each of the other objects it owns")
+		expectLabelsRepaired(
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
+			&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
+			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+		)
 		eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
 		Eventually(func() error { return k8s.Create(ctx, gmsaPod("after-repair", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
 	})
@@ -520,6 +528,7 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 	It("uninstalls webhook configurations first, then the rest, keeping the CRD and every credspec", func() {
 		var mu sync.Mutex
 		var order []string
+		deletedAt := map[string]time.Time{}
 		wctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		watchers := map[string]watch.Interface{}
@@ -536,6 +545,7 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 					if e.Type == watch.Deleted {
 						mu.Lock()
 						order = append(order, kind)
+						deletedAt[kind] = time.Now()
 						mu.Unlock()
 					}
 				}
@@ -548,6 +558,13 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			return append([]string(nil), order...)
 		}).Should(HaveLen(3))
 		Expect(order[2]).To(Equal("Deployment"), "deletion order: %v", order)
+		By("the webhook keeps serving for the teardown delay after its configurations are gone")
+		mu.Lock()
+		gap := deletedAt["Deployment"].Sub(deletedAt[order[1]])
+		mu.Unlock()
+		GinkgoWriter.Printf("webhook configurations deleted -> Deployment deleted: %v (teardown delay %v)\n", gap, stack.TeardownDelay)
+		Expect(gap).To(BeNumerically(">=", stack.TeardownDelay-200*time.Millisecond),
+			"API servers that have not yet dropped the configurations would call a webhook that is gone")
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "default"}, &gmsav1alpha1.GmsaStack{}))
 		}).Should(BeTrue())
@@ -628,6 +645,12 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 		Expect(m.Webhooks[0].ClientConfig.CABundle).To(BeEmpty(), "the operator never writes caBundle in CertManager mode")
 		Expect(v.Webhooks[0].ClientConfig.CABundle).To(BeEmpty())
 
+		By("an edited Certificate or Issuer is put back")
+		expectLabelsRepaired(
+			&cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Name: stack.ServingCertificateName, Namespace: namespace}},
+			&cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Name: stack.CAIssuerName, Namespace: namespace}},
+		)
+
 		By("cainjector's caBundle is left alone")
 		m.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
 		Expect(k8s.Update(ctx, m)).To(Succeed())
@@ -657,6 +680,27 @@ var _ = Describe("a GmsaStack", Ordered, func() {
 			"permissions of config/rbac/role.yaml that harness.PermissionUse assigns to this suite but no request needed")
 	})
 })
+
+// expectLabelsRepaired changes the part-of label the operator sets on each
+// object, and expects the operator to put it back within seconds.
+func expectLabelsRepaired(objs ...client.Object) {
+	GinkgoHelper()
+	const label = "app.kubernetes.io/part-of"
+	ctx := context.Background()
+	for _, obj := range objs {
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+		Expect(obj.GetLabels()).To(HaveKeyWithValue(label, "gmsa-operator"), "%T %s", obj, obj.GetName())
+		patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+		l := obj.GetLabels()
+		l[label] = "someone-else"
+		obj.SetLabels(l)
+		Expect(k8s.Patch(ctx, obj, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+			g.Expect(obj.GetLabels()).To(HaveKeyWithValue(label, "gmsa-operator"))
+		}).WithTimeout(15*time.Second).Should(Succeed(), "%T %s was not put back", obj, obj.GetName())
+	}
+}
 
 func mustGetSecret(name string) *corev1.Secret {
 	s := &corev1.Secret{}
