@@ -19,6 +19,7 @@ import (
 	. "github.com/onsi/gomega"
 	lua "github.com/yuin/gopher-lua"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gmsa-operator/gmsa-operator/internal/manager"
+	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 	"github.com/gmsa-operator/gmsa-operator/test/harness"
 )
 
@@ -281,6 +283,118 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 			g.Expect(v.argo).To(Equal("Degraded"))
 			g.Expect(strings.HasPrefix(v.message, "CredentialSpecConflict")).To(BeTrue(), v.message)
 		}).Should(Succeed())
+	})
+
+	It("agree on every state of a GmsaAccount, live: waiting is InProgress / Progressing until the account is usable", func() {
+		account := func(name string, mutate func(spec map[string]any)) *unstructured.Unstructured {
+			a := samples()[1]
+			a.SetName(name)
+			spec := a.Object["spec"].(map[string]any)
+			mutate(spec)
+			return a
+		}
+		expect := func(name string, want status.Status, argo, reason string) {
+			GinkgoHelper()
+			Eventually(func(g Gomega) {
+				v := view(accountGVK, name)
+				g.Expect(v.kstatus).To(Equal(want), v.message)
+				g.Expect(v.argo).To(Equal(argo), v.message)
+				if reason != "" {
+					g.Expect(v.message).To(HavePrefix(reason), "the Argo CD message starts with the reason")
+				}
+			}).Should(Succeed())
+			// And it stays so: kstatus must not read Current in between.
+			Consistently(func(g Gomega) {
+				v := view(accountGVK, name)
+				g.Expect(v.kstatus).To(Equal(want), v.message)
+				g.Expect(v.argo).To(Equal(argo), v.message)
+			}).WithTimeout(time.Second).Should(Succeed())
+		}
+
+		By("CredentialSpecNotFound: an account naming a credspec that does not exist yet is waiting, not done")
+		Expect(gitopsApply(account("byref", func(spec map[string]any) {
+			spec["credentialSpec"] = map[string]any{"existing": map[string]any{"name": "made-later"}}
+		}))).To(Succeed())
+		expect("byref", status.InProgressStatus, "Progressing", "CredentialSpecNotFound")
+		By("... and Current / Healthy as soon as the credspec appears")
+		valid := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec",
+			"metadata": map[string]any{"name": "made-later"},
+			"credspec": map[string]any{
+				"CmsPlugins":       []any{"ActiveDirectory"},
+				"DomainJoinConfig": map[string]any{"DnsName": "contoso.com", "Sid": "S-1-5-21-1", "Guid": "244818ae-87ac-4fcd-92ec-e79e5252348a", "MachineAccountName": "Later", "NetBiosName": "CONTOSO", "DnsTreeName": "contoso.com"},
+				"ActiveDirectoryConfig": map[string]any{"GroupManagedServiceAccounts": []any{
+					map[string]any{"Name": "Later", "Scope": "contoso.com"}}},
+			},
+		}}
+		Expect(k8s.Create(ctx, valid)).To(Succeed())
+		expect("byref", status.CurrentStatus, "Healthy", "")
+
+		By("InvalidCredentialSpec: a referenced credspec that cannot be used")
+		invalid := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "windows.k8s.io/v1", "kind": "GMSACredentialSpec",
+			"metadata": map[string]any{"name": "half-made"},
+			"credspec": map[string]any{"CmsPlugins": []any{"ActiveDirectory"}},
+		}}
+		Expect(k8s.Create(ctx, invalid)).To(Succeed())
+		Expect(gitopsApply(account("half-made", func(spec map[string]any) {
+			spec["credentialSpec"] = map[string]any{"existing": map[string]any{"name": "half-made"}}
+		}))).To(Succeed())
+		expect("half-made", status.FailedStatus, "Degraded", "InvalidCredentialSpec")
+
+		By("RBACConflict: someone else's ClusterRole under the account's name")
+		Expect(k8s.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": map[string]any{"name": "gmsa:squatted"},
+		}})).To(Succeed())
+		Expect(gitopsApply(account("squatted", func(spec map[string]any) {
+			spec["credentialSpecName"] = "squatted"
+		}))).To(Succeed())
+		expect("squatted", status.FailedStatus, "Degraded", "RBACConflict")
+
+		By("CredentialSpecConflict: a younger account generating an older account's credspec name")
+		Expect(gitopsApply(account("younger", func(spec map[string]any) {
+			spec["credentialSpecName"] = "webapp1"
+		}))).To(Succeed())
+		expect("younger", status.FailedStatus, "Degraded", "CredentialSpecConflict")
+		expect("webapp1", status.CurrentStatus, "Healthy", "")
+	})
+
+	It("agree on every progress a step can report (Done, Waiting, Blocked, Failed), whatever the reason", func() {
+		for _, tc := range []struct {
+			progress reconcilekit.Progress
+			kstatus  status.Status
+			argo     string
+		}{
+			{reconcilekit.Done, status.CurrentStatus, "Healthy"},
+			{reconcilekit.Waiting, status.InProgressStatus, "Progressing"},
+			{reconcilekit.Blocked, status.FailedStatus, "Degraded"},
+			{reconcilekit.Failed, status.InProgressStatus, "Progressing"},
+		} {
+			for _, reason := range []string{"CredentialSpecNotFound", "RBACConflict", "ReconcileError", "DeploymentUnavailable", "WaitingForWebhook", "IssuerNotFound", "CertificatePending", "ObjectConflict", "InvalidSpec"} {
+				// An object of generation 2 that the operator had already
+				// reported on at generation 1.
+				var conds []metav1.Condition
+				observed := int64(1)
+				var steps []reconcilekit.Step
+				if tc.progress != reconcilekit.Done {
+					steps = []reconcilekit.Step{{Progress: tc.progress, Reason: reason, Message: "m"}}
+				}
+				reconcilekit.Summarize(reconcilekit.Summary{Conditions: &conds, ObservedGeneration: &observed}, 2, steps, "Succeeded", "ok", metav1.Now())
+				st := map[string]any{"observedGeneration": observed}
+				var cs []any
+				for _, c := range conds {
+					cs = append(cs, map[string]any{"type": c.Type, "status": string(c.Status), "reason": c.Reason, "message": c.Message})
+				}
+				st["conditions"] = cs
+				u := &unstructured.Unstructured{Object: map[string]any{
+					"apiVersion": "gmsa.io/v1alpha1", "kind": "GmsaAccount",
+					"metadata": map[string]any{"name": "x", "generation": int64(2)}, "status": st,
+				}}
+				Expect(kstatus(u)).To(Equal(tc.kstatus), "%s %s", tc.progress, reason)
+				h, msg := argoHealth(u)
+				Expect(h).To(Equal(tc.argo), "%s %s: %s", tc.progress, reason, msg)
+			}
+		}
 	})
 
 	It("needed the permissions the shipped RBAC grants it for GitOps setups (each one is in use)", func() {
