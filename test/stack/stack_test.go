@@ -204,482 +204,535 @@ func configDeletions() (count func() int64, stop func()) {
 	return n.Load, func() { cancel(); wg.Wait() }
 }
 
-var _ = Describe("a GmsaStack", Ordered, func() {
+// The story is told in nested containers, which run in the order written
+// (Ginkgo shuffles only top-level containers); each ensures what it needs, so
+// that one failure does not skip every later spec.
+var _ = Describe("a GmsaStack", func() {
 	ctx := context.Background()
 
-	It("installs the whole stack and becomes Ready, upgrading the older CRD in place", func() {
-		By("applying a GmsaStack with an empty spec, as in config/samples")
-		sample, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "gmsa_v1alpha1_gmsastack.yaml"))
-		Expect(err).NotTo(HaveOccurred())
-		s := &gmsav1alpha1.GmsaStack{}
-		Expect(yaml.UnmarshalStrict(sample, s)).To(Succeed())
-		Expect(k8s.Create(ctx, s)).To(Succeed())
+	Describe("installed from the samples", Ordered, func() {
+		It("installs the whole stack and becomes Ready, upgrading the older CRD in place", func() {
+			By("applying a GmsaStack with an empty spec, as in config/samples")
+			sample, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "gmsa_v1alpha1_gmsastack.yaml"))
+			Expect(err).NotTo(HaveOccurred())
+			s := &gmsav1alpha1.GmsaStack{}
+			Expect(yaml.UnmarshalStrict(sample, s)).To(Succeed())
+			Expect(k8s.Create(ctx, s)).To(Succeed())
 
-		s = eventuallyStack("default",
-			haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, gmsav1alpha1.ReasonSucceeded),
-			haveCondition(gmsav1alpha1.ConditionCRDEstablished, metav1.ConditionTrue, ""),
-			haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionTrue, ""),
-			haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionTrue, ""),
-			haveCondition(gmsav1alpha1.ConditionAdmissionConfigured, metav1.ConditionTrue, ""))
-		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReconciling)).To(BeNil())
-		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled)).To(BeNil())
-		Expect(s.Status.Image).To(Equal(operatorImage))
-		Expect(s.Status.ReadyReplicas).To(BeEquivalentTo(2))
-		Expect(s.Status.Namespace).To(Equal(namespace))
-		Expect(s.Status.CertificateNotAfter).NotTo(BeNil())
-		Expect(s.Status.CertificateNotAfter.Time).To(BeTemporally("~", time.Now().Add(stack.DefaultDuration), time.Hour))
+			s = eventuallyStack("default",
+				haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, gmsav1alpha1.ReasonSucceeded),
+				haveCondition(gmsav1alpha1.ConditionCRDEstablished, metav1.ConditionTrue, ""),
+				haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionTrue, ""),
+				haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionTrue, ""),
+				haveCondition(gmsav1alpha1.ConditionAdmissionConfigured, metav1.ConditionTrue, ""))
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReconciling)).To(BeNil())
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled)).To(BeNil())
+			Expect(s.Status.Image).To(Equal(operatorImage))
+			Expect(s.Status.ReadyReplicas).To(BeEquivalentTo(2))
+			Expect(s.Status.Namespace).To(Equal(namespace))
+			Expect(s.Status.CertificateNotAfter).NotTo(BeNil())
+			Expect(s.Status.CertificateNotAfter.Time).To(BeTemporally("~", time.Now().Add(stack.DefaultDuration), time.Hour))
 
-		By("the CRD is upgraded in place (v1alpha1 served again, revision 1) and the existing credspec survived")
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Name: credspeccrd.Name}, crd)).To(Succeed())
-		Expect(credspeccrd.Revision(crd)).To(Equal(1))
-		Expect(crd.Spec.Versions).To(HaveLen(2))
-		Expect(crd.OwnerReferences).To(BeEmpty(), "the CRD must never be garbage collected with the stack")
-		legacy := &unstructured.Unstructured{}
-		legacy.SetAPIVersion("windows.k8s.io/v1")
-		legacy.SetKind("GMSACredentialSpec")
-		Expect(k8s.Get(ctx, client.ObjectKey{Name: "legacy"}, legacy)).To(Succeed())
+			By("the CRD is upgraded in place (v1alpha1 served again, revision 1) and the existing credspec survived")
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: credspeccrd.Name}, crd)).To(Succeed())
+			Expect(credspeccrd.Revision(crd)).To(Equal(1))
+			Expect(crd.Spec.Versions).To(HaveLen(2))
+			Expect(crd.OwnerReferences).To(BeEmpty(), "the CRD must never be garbage collected with the stack")
+			legacy := &unstructured.Unstructured{}
+			legacy.SetAPIVersion("windows.k8s.io/v1")
+			legacy.SetKind("GMSACredentialSpec")
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: "legacy"}, legacy)).To(Succeed())
 
-		By("the webhook's RBAC is exactly get/list/watch credspecs and create localsubjectaccessreviews")
-		for _, check := range []struct {
-			verb, group, resource string
-			allowed               bool
-		}{
-			{"list", "windows.k8s.io", "gmsacredentialspecs", true},
-			{"watch", "windows.k8s.io", "gmsacredentialspecs", true},
-			{"create", "authorization.k8s.io", "localsubjectaccessreviews", true},
-			{"create", "windows.k8s.io", "gmsacredentialspecs", false},
-			{"use", "windows.k8s.io", "gmsacredentialspecs", false},
-			{"get", "", "secrets", false},
-		} {
-			Expect(canI(check.verb, check.group, check.resource)).To(Equal(check.allowed), "%s %s.%s", check.verb, check.resource, check.group)
-		}
+			By("the webhook's RBAC is exactly get/list/watch credspecs and create localsubjectaccessreviews")
+			for _, check := range []struct {
+				verb, group, resource string
+				allowed               bool
+			}{
+				{"list", "windows.k8s.io", "gmsacredentialspecs", true},
+				{"watch", "windows.k8s.io", "gmsacredentialspecs", true},
+				{"create", "authorization.k8s.io", "localsubjectaccessreviews", true},
+				{"create", "windows.k8s.io", "gmsacredentialspecs", false},
+				{"use", "windows.k8s.io", "gmsacredentialspecs", false},
+				{"get", "", "secrets", false},
+			} {
+				Expect(canI(check.verb, check.group, check.resource)).To(Equal(check.allowed), "%s %s.%s", check.verb, check.resource, check.group)
+			}
 
-		By("the Deployment runs the operator's own image as /webhook, non-root, read-only, on Linux nodes")
-		dep := &appsv1.Deployment{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, dep)).To(Succeed())
-		c := dep.Spec.Template.Spec.Containers[0]
-		Expect(c.Image).To(Equal(operatorImage))
-		Expect(c.Command).To(Equal([]string{"/webhook"}))
-		Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
-		Expect(*dep.Spec.Template.Spec.SecurityContext.RunAsNonRoot).To(BeTrue())
-		Expect(dep.Spec.Template.Spec.NodeSelector).To(HaveKeyWithValue(corev1.LabelOSStable, "linux"))
+			By("the Deployment runs the operator's own image as /webhook, non-root, read-only, on Linux nodes")
+			dep := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, dep)).To(Succeed())
+			c := dep.Spec.Template.Spec.Containers[0]
+			Expect(c.Image).To(Equal(operatorImage))
+			Expect(c.Command).To(Equal([]string{"/webhook"}))
+			Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
+			Expect(*dep.Spec.Template.Spec.SecurityContext.RunAsNonRoot).To(BeTrue())
+			Expect(dep.Spec.Template.Spec.NodeSelector).To(HaveKeyWithValue(corev1.LabelOSStable, "linux"))
 
-		By("the webhook configurations trust the operator's CA and skip the webhook's own namespace")
-		m, v, err := webhookConfigs()
-		Expect(err).NotTo(HaveOccurred())
-		ca := &corev1.Secret{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, ca)).To(Succeed())
-		Expect(m.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
-		Expect(v.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
-		Expect(*m.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Fail))
-		Expect(m.Webhooks[0].MatchConditions).To(HaveLen(1))
-	})
-
-	It("makes no write when a reconcile finds everything as desired", func() {
-		Consistently(func() int { return len(requests.Writes()) }).WithTimeout(3*time.Second).WithPolling(time.Second).
-			Should(Equal(len(requests.Writes())), "the manager keeps writing to a stack that is Ready")
-		before, reconciled := requests.Writes(), reconciles()
-		By("touching an owned object in a way that changes nothing the operator sets: a reconcile runs")
-		svc := &corev1.Service{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, svc)).To(Succeed())
-		if svc.Annotations == nil {
-			svc.Annotations = map[string]string{}
-		}
-		svc.Annotations["example.invalid/owner"] = "platform"
-		Expect(k8s.Update(ctx, svc)).To(Succeed())
-		Eventually(reconciles).Should(BeNumerically(">", reconciled))
-		Consistently(func() []string { return requests.Writes()[len(before):] }).WithTimeout(2 * time.Second).Should(BeEmpty())
-	})
-
-	It("admits a pod naming a credspec with the JSON filled in, and denies an unlisted service account", func() {
-		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})).To(Succeed())
-		for _, sa := range []string{"allowed", "other"} {
-			Expect(k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: appNS}})).To(Succeed())
-		}
-		sample, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "gmsa_v1alpha1_gmsaaccount.yaml"))
-		Expect(err).NotTo(HaveOccurred())
-		acct := &gmsav1alpha1.GmsaAccount{}
-		Expect(yaml.UnmarshalStrict(sample, acct)).To(Succeed())
-		acct.Spec.ServiceAccounts = []gmsav1alpha1.ServiceAccountRef{{Namespace: appNS, Name: "allowed"}}
-		Expect(k8s.Create(ctx, acct)).To(Succeed())
-		Eventually(func(g Gomega) {
-			a := &gmsav1alpha1.GmsaAccount{}
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: "webapp1"}, a)).To(Succeed())
-			g.Expect(meta.IsStatusConditionTrue(a.Status.Conditions, gmsav1alpha1.ConditionReady)).To(BeTrue(), "%+v", a.Status.Conditions)
-		}).Should(Succeed())
-
-		pod := gmsaPod("webapp", "allowed", "webapp1")
-		Eventually(func() error { return k8s.Create(ctx, pod) }).Should(Succeed())
-		Expect(pod.Spec.SecurityContext.WindowsOptions.GMSACredentialSpec).NotTo(BeNil())
-		Expect(*pod.Spec.SecurityContext.WindowsOptions.GMSACredentialSpec).To(MatchJSON(webapp1JSON))
-
-		err = k8s.Create(ctx, gmsaPod("intruder", "other", "webapp1"))
-		Expect(err).To(MatchError(ContainSubstring(`admission webhook "validate.gmsa.windows.k8s.io" denied the request`)))
-		Expect(err).To(MatchError(ContainSubstring(`service account "other" is not authorized to ` + "`use`" + ` GMSA cred spec "webapp1"`)))
-	})
-
-	It("repairs a deleted or edited Deployment, Service, Secret or webhook configuration within seconds", func() {
-		key := client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}
-		for _, obj := range []client.Object{
-			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
-			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: stack.TLSSecretName, Namespace: key.Namespace}},
-			&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
-		} {
-			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
-			uid := obj.GetUID()
-			By(fmt.Sprintf("deleting %T", obj))
-			Expect(k8s.Delete(ctx, obj)).To(Succeed())
-			Eventually(func(g Gomega) {
-				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
-				g.Expect(obj.GetUID()).NotTo(Equal(uid))
-			}).WithTimeout(15 * time.Second).Should(Succeed())
-		}
-		By("editing the mutating webhook's failurePolicy and timeout")
-		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
-		m.Webhooks[0].FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
-		m.Webhooks[0].TimeoutSeconds = ptr.To[int32](3)
-		Expect(k8s.Update(ctx, m)).To(Succeed())
-		Eventually(func(g Gomega) {
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
-			g.Expect(*m.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Fail))
-			g.Expect(*m.Webhooks[0].TimeoutSeconds).To(BeEquivalentTo(10))
-		}).WithTimeout(15 * time.Second).Should(Succeed())
-		By("editing a label the operator sets on each of the other objects it owns")
-		expectLabelsRepaired(
-			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
-			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
-			&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
-			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
-			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
-		)
-		eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
-		Eventually(func() error { return k8s.Create(ctx, gmsaPod("after-repair", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
-	})
-
-	It("admits pods without gMSA fields while every webhook replica is down, and refuses gMSA pods", func() {
-		kl.SetServing(false)
-		DeferCleanup(func() { kl.SetServing(true) })
-		Eventually(func() error { return k8s.Create(ctx, gmsaPod("while-down", "allowed", "webapp1"), client.DryRunAll) }).
-			Should(MatchError(ContainSubstring("failed calling webhook")))
-		Expect(k8s.Create(ctx, plainPod("plain-while-down"))).To(Succeed())
-		eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonDeploymentUnavailable))
-		_, _, err := webhookConfigs()
-		Expect(err).NotTo(HaveOccurred(), "the webhook configurations must stay while the webhook is down")
-
-		kl.SetServing(true)
-		eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
-		Eventually(func() error { return k8s.Create(ctx, gmsaPod("back-up", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
-	})
-
-	It("rolls the Deployment on an image or replica change without ever removing the webhook configurations", func() {
-		deletions, stop := configDeletions()
-		defer stop()
-		s := getStack("default")
-		s.Spec.Webhook = &gmsav1alpha1.WebhookSpec{Image: "gmsa-operator:e2e-v2", Replicas: ptr.To[int32](3)}
-		Expect(k8s.Update(ctx, s)).To(Succeed())
-		eventuallyStack("default",
-			haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
-			func(g Gomega, s *gmsav1alpha1.GmsaStack) {
-				g.Expect(s.Status.Image).To(Equal("gmsa-operator:e2e-v2"))
-				g.Expect(s.Status.ReadyReplicas).To(BeEquivalentTo(3))
-			})
-		dep := &appsv1.Deployment{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, dep)).To(Succeed())
-		Expect(dep.Spec.Template.Spec.Containers[0].Command).To(BeEmpty(), "a foreign image runs its own entrypoint")
-		Expect(deletions()).To(BeZero())
-		Eventually(func() error { return k8s.Create(ctx, gmsaPod("after-upgrade", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
-
-		By("an image that never becomes ready leaves the old replicas serving and says so")
-		s = getStack("default")
-		s.Spec.Webhook.Image = brokenImage
-		Expect(k8s.Update(ctx, s)).To(Succeed())
-		s = eventuallyStack("default",
-			haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonProgressing),
-			haveCondition(gmsav1alpha1.ConditionReconciling, metav1.ConditionTrue, gmsav1alpha1.ReasonProgressing),
-			haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionTrue, gmsav1alpha1.ReasonProgressing))
-		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("rolling out " + brokenImage))
-		Expect(k8s.Create(ctx, gmsaPod("during-broken-rollout", "allowed", "webapp1"), client.DryRunAll)).To(Succeed())
-
-		By("going back to the operator's own image")
-		s = getStack("default")
-		s.Spec.Webhook = nil
-		Expect(k8s.Update(ctx, s)).To(Succeed())
-		eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
-			func(g Gomega, s *gmsav1alpha1.GmsaStack) { g.Expect(s.Status.ReadyReplicas).To(BeEquivalentTo(2)) })
-		Expect(deletions()).To(BeZero())
-	})
-
-	It("rotates the CA under continuous admission traffic with zero failed admissions, ending with only the new CA", func() {
-		ca := &corev1.Secret{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, ca)).To(Succeed())
-		oldCA := ca.Data[stack.CACertKey]
-
-		By("sending gMSA pods (dry run) continuously")
-		stopLoad := admissionLoad("rotation")
-		By("shortening the certificate lifetimes to 1m, renewed 30s before expiry")
-		s := getStack("default")
-		s.Spec.Certificates = &gmsav1alpha1.CertificatesSpec{Duration: &metav1.Duration{Duration: time.Minute}, RenewBefore: &metav1.Duration{Duration: 30 * time.Second}}
-		Expect(k8s.Update(ctx, s)).To(Succeed())
-
-		By("waiting until a new CA signs, the pods rolled out, and caBundle holds the new CA alone")
-		Eventually(func(g Gomega) {
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, ca)).To(Succeed())
-			g.Expect(ca.Data[stack.CACertKey]).NotTo(Equal(oldCA))
-			m, v, err := webhookConfigs()
-			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(m.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
-			g.Expect(v.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
-		}).WithTimeout(150 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
-		stopLoad()
-		served, err := certs.ParseCertificate(mustGetSecret(stack.TLSSecretName).Data[stack.TLSCertKey])
-		Expect(err).NotTo(HaveOccurred())
-		newCA, err := certs.ParseCertificate(ca.Data[stack.CACertKey])
-		Expect(err).NotTo(HaveOccurred())
-		Expect(served.CheckSignatureFrom(newCA)).To(Succeed())
-
-		By("going back to the default lifetimes")
-		s = getStack("default")
-		s.Spec.Certificates = nil
-		Expect(k8s.Update(ctx, s)).To(Succeed())
-		eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
-			func(g Gomega, s *gmsav1alpha1.GmsaStack) {
-				g.Expect(s.Status.CertificateNotAfter.Time).To(BeTemporally(">", time.Now().Add(24*time.Hour)))
-			})
-	})
-
-	It("moves to another namespace and back under continuous admission traffic with zero failures", func() {
-		By("a kubelet for the new namespace too: both webhooks run while the stack moves")
-		kl2 := harness.StartKubelet(harness.KubeletOptions{Client: k8s, Config: env.Config, Namespace: "gmsa-webhooks",
-			PodIP: "127.0.106.251", Images: []string{operatorImage}, Log: GinkgoWriter})
-		DeferCleanup(kl2.Stop)
-		move := func(to, specNS string) {
-			stopLoad := admissionLoad("move-to-" + to)
-			s := getStack("default")
-			s.Spec.Namespace = specNS
-			Expect(k8s.Update(ctx, s)).To(Succeed())
-			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
-				func(g Gomega, s *gmsav1alpha1.GmsaStack) { g.Expect(s.Status.Namespace).To(Equal(to)) })
+			By("the webhook configurations trust the operator's CA and skip the webhook's own namespace")
 			m, v, err := webhookConfigs()
 			Expect(err).NotTo(HaveOccurred())
-			Expect(m.Webhooks[0].ClientConfig.Service.Namespace).To(Equal(to))
-			Expect(v.Webhooks[0].ClientConfig.Service.Namespace).To(Equal(to))
-			Expect(m.Webhooks[0].NamespaceSelector.MatchExpressions[0].Values).To(ContainElement(to), "the webhook's own namespace is excluded")
-			Eventually(func(g Gomega) {
-				crb := &rbacv1.ClusterRoleBinding{}
-				g.Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, crb)).To(Succeed())
-				g.Expect(crb.Subjects).To(ConsistOf(HaveField("Namespace", to)))
-			}).Should(Succeed(), "the old webhook's binding goes once the configurations call the new one")
-			Eventually(func(g Gomega) {
-				for _, l := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}} {
-					g.Expect(k8s.List(ctx, l, client.MatchingLabels{gmsav1alpha1.LabelStack: "default"})).To(Succeed())
-					g.Expect(meta.LenList(l)).To(Equal(1), "%T: the old one is pruned", l)
-				}
-			}).WithTimeout(90 * time.Second).Should(Succeed())
-			time.Sleep(2 * time.Second) // and on, after the old webhook is gone
-			stopLoad()
-		}
-		By("moving to gmsa-webhooks, a namespace the platform team made")
-		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gmsa-webhooks", Labels: map[string]string{"team": "platform"}}})).To(Succeed())
-		move("gmsa-webhooks", "gmsa-webhooks")
-		Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: namespace}, &corev1.Namespace{}))
-		}).WithTimeout(90*time.Second).Should(BeTrue(), "the old namespace, made by the stack, is removed")
-		By("moving back: the stack's objects leave gmsa-webhooks, which stays as its owners made it")
-		move(namespace, "")
-		Eventually(func(g Gomega) {
-			for _, l := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.SecretList{}, &corev1.ServiceAccountList{}, &policyv1.PodDisruptionBudgetList{}} {
-				g.Expect(k8s.List(ctx, l, client.InNamespace("gmsa-webhooks"), client.MatchingLabels{gmsav1alpha1.LabelStack: "default"})).To(Succeed())
-				g.Expect(meta.LenList(l)).To(BeZero(), "%T left behind", l)
+			ca := &corev1.Secret{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, ca)).To(Succeed())
+			Expect(m.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
+			Expect(v.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
+			Expect(*m.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Fail))
+			Expect(m.Webhooks[0].MatchConditions).To(HaveLen(1))
+		})
+
+		It("makes no write when a reconcile finds everything as desired", func() {
+			Consistently(func() int { return len(requests.Writes()) }).WithTimeout(3*time.Second).WithPolling(time.Second).
+				Should(Equal(len(requests.Writes())), "the manager keeps writing to a stack that is Ready")
+			before, reconciled := requests.Writes(), reconciles()
+			By("touching an owned object in a way that changes nothing the operator sets: a reconcile runs")
+			svc := &corev1.Service{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, svc)).To(Succeed())
+			if svc.Annotations == nil {
+				svc.Annotations = map[string]string{}
 			}
-		}).Should(Succeed())
-		other := &corev1.Namespace{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Name: "gmsa-webhooks"}, other)).To(Succeed())
-		Expect(other.DeletionTimestamp).To(BeNil())
-		Expect(other.Labels).To(HaveKeyWithValue("team", "platform"))
+			svc.Annotations["example.invalid/owner"] = "platform"
+			Expect(k8s.Update(ctx, svc)).To(Succeed())
+			Eventually(reconciles).Should(BeNumerically(">", reconciled))
+			Consistently(func() []string { return requests.Writes()[len(before):] }).WithTimeout(2 * time.Second).Should(BeEmpty())
+		})
+
+		It("admits a pod naming a credspec with the JSON filled in, and denies an unlisted service account", func() {
+			ensureApp()
+
+			pod := gmsaPod("webapp", "allowed", "webapp1")
+			Eventually(func() error { return k8s.Create(ctx, pod) }).Should(Succeed())
+			Expect(pod.Spec.SecurityContext.WindowsOptions.GMSACredentialSpec).NotTo(BeNil())
+			Expect(*pod.Spec.SecurityContext.WindowsOptions.GMSACredentialSpec).To(MatchJSON(webapp1JSON))
+
+			err := k8s.Create(ctx, gmsaPod("intruder", "other", "webapp1"))
+			Expect(err).To(MatchError(ContainSubstring(`admission webhook "validate.gmsa.windows.k8s.io" denied the request`)))
+			Expect(err).To(MatchError(ContainSubstring(`service account "other" is not authorized to ` + "`use`" + ` GMSA cred spec "webapp1"`)))
+		})
+
 	})
 
-	It("stalls a second GmsaStack, which changes nothing", func() {
-		dep := &appsv1.Deployment{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, dep)).To(Succeed())
-		second := &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "second"},
-			Spec: gmsav1alpha1.GmsaStackSpec{Namespace: "other-gmsa", Webhook: &gmsav1alpha1.WebhookSpec{Replicas: ptr.To[int32](5)}}}
-		Expect(k8s.Create(ctx, second)).To(Succeed())
-		s := eventuallyStack("second",
-			haveCondition(gmsav1alpha1.ConditionStalled, metav1.ConditionTrue, gmsav1alpha1.ReasonDuplicateStack),
-			haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonDuplicateStack))
-		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled).Message).To(ContainSubstring(`GmsaStack "default" already manages`))
-		Consistently(func(g Gomega) {
-			g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "other-gmsa"}, &corev1.Namespace{}))).To(BeTrue())
-			now := &appsv1.Deployment{}
-			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(dep), now)).To(Succeed())
-			g.Expect(now.Generation).To(Equal(dep.Generation))
-		}).WithTimeout(3 * time.Second).Should(Succeed())
-		Expect(k8s.Delete(ctx, second)).To(Succeed())
-		Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "second"}, &gmsav1alpha1.GmsaStack{}))
-		}).Should(BeTrue())
-		_, _, err := webhookConfigs()
-		Expect(err).NotTo(HaveOccurred(), "deleting the duplicate must not remove the active stack's webhooks")
-	})
+	// Each day-2 spec starts from a Ready stack, and a failed one does not
+	// skip the others.
+	Describe("on day 2", Ordered, ContinueOnFailure, func() {
+		BeforeAll(func() { ensureStack(); ensureApp() })
+		BeforeEach(func() {
+			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+		})
 
-	It("uninstalls webhook configurations first, then the rest, keeping the CRD and every credspec", func() {
-		var mu sync.Mutex
-		var order []string
-		deletedAt := map[string]time.Time{}
-		wctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		watchers := map[string]watch.Interface{}
-		var err error
-		watchers["MutatingWebhookConfiguration"], err = clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Watch(wctx, metav1.ListOptions{})
-		Expect(err).NotTo(HaveOccurred())
-		watchers["ValidatingWebhookConfiguration"], err = clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Watch(wctx, metav1.ListOptions{})
-		Expect(err).NotTo(HaveOccurred())
-		watchers["Deployment"], err = clientset.AppsV1().Deployments(namespace).Watch(wctx, metav1.ListOptions{})
-		Expect(err).NotTo(HaveOccurred())
-		for kind, w := range watchers {
-			go func() {
-				for e := range w.ResultChan() {
-					if e.Type == watch.Deleted {
-						mu.Lock()
-						order = append(order, kind)
-						deletedAt[kind] = time.Now()
-						mu.Unlock()
+		It("repairs a deleted or edited Deployment, Service, Secret or webhook configuration within seconds", func() {
+			key := client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}
+			for _, obj := range []client.Object{
+				&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
+				&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
+				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: stack.TLSSecretName, Namespace: key.Namespace}},
+				&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
+			} {
+				Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+				uid := obj.GetUID()
+				By(fmt.Sprintf("deleting %T", obj))
+				Expect(k8s.Delete(ctx, obj)).To(Succeed())
+				Eventually(func(g Gomega) {
+					g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+					g.Expect(obj.GetUID()).NotTo(Equal(uid))
+				}).WithTimeout(15 * time.Second).Should(Succeed())
+			}
+			By("editing the mutating webhook's failurePolicy and timeout")
+			m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
+			m.Webhooks[0].FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
+			m.Webhooks[0].TimeoutSeconds = ptr.To[int32](3)
+			Expect(k8s.Update(ctx, m)).To(Succeed())
+			Eventually(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
+				g.Expect(*m.Webhooks[0].FailurePolicy).To(Equal(admissionregistrationv1.Fail))
+				g.Expect(*m.Webhooks[0].TimeoutSeconds).To(BeEquivalentTo(10))
+			}).WithTimeout(15 * time.Second).Should(Succeed())
+			By("editing a label the operator sets on each of the other objects it owns")
+			expectLabelsRepaired(
+				&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
+				&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
+				&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace}},
+				&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
+				&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
+			)
+			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+			Eventually(func() error { return k8s.Create(ctx, gmsaPod("after-repair", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+		})
+
+		It("admits pods without gMSA fields while every webhook replica is down, and refuses gMSA pods", func() {
+			kl.SetServing(false)
+			DeferCleanup(func() { kl.SetServing(true) })
+			Eventually(func() error { return k8s.Create(ctx, gmsaPod("while-down", "allowed", "webapp1"), client.DryRunAll) }).
+				Should(MatchError(ContainSubstring("failed calling webhook")))
+			Expect(k8s.Create(ctx, plainPod("plain-while-down"))).To(Succeed())
+			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonDeploymentUnavailable))
+			_, _, err := webhookConfigs()
+			Expect(err).NotTo(HaveOccurred(), "the webhook configurations must stay while the webhook is down")
+
+			kl.SetServing(true)
+			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+			Eventually(func() error { return k8s.Create(ctx, gmsaPod("back-up", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+		})
+
+		It("rolls the Deployment on an image or replica change without ever removing the webhook configurations", func() {
+			deletions, stop := configDeletions()
+			defer stop()
+			s := getStack("default")
+			s.Spec.Webhook = &gmsav1alpha1.WebhookSpec{Image: "gmsa-operator:e2e-v2", Replicas: ptr.To[int32](3)}
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+			eventuallyStack("default",
+				haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
+				func(g Gomega, s *gmsav1alpha1.GmsaStack) {
+					g.Expect(s.Status.Image).To(Equal("gmsa-operator:e2e-v2"))
+					g.Expect(s.Status.ReadyReplicas).To(BeEquivalentTo(3))
+				})
+			dep := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, dep)).To(Succeed())
+			Expect(dep.Spec.Template.Spec.Containers[0].Command).To(BeEmpty(), "a foreign image runs its own entrypoint")
+			Expect(deletions()).To(BeZero())
+			Eventually(func() error { return k8s.Create(ctx, gmsaPod("after-upgrade", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+
+			By("an image that never becomes ready leaves the old replicas serving and says so")
+			s = getStack("default")
+			s.Spec.Webhook.Image = brokenImage
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+			s = eventuallyStack("default",
+				haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonProgressing),
+				haveCondition(gmsav1alpha1.ConditionReconciling, metav1.ConditionTrue, gmsav1alpha1.ReasonProgressing),
+				haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionTrue, gmsav1alpha1.ReasonProgressing))
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("rolling out " + brokenImage))
+			Expect(k8s.Create(ctx, gmsaPod("during-broken-rollout", "allowed", "webapp1"), client.DryRunAll)).To(Succeed())
+
+			By("going back to the operator's own image")
+			s = getStack("default")
+			s.Spec.Webhook = nil
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
+				func(g Gomega, s *gmsav1alpha1.GmsaStack) { g.Expect(s.Status.ReadyReplicas).To(BeEquivalentTo(2)) })
+			Expect(deletions()).To(BeZero())
+		})
+
+		It("rotates the CA under continuous admission traffic with zero failed admissions, ending with only the new CA", func() {
+			ca := &corev1.Secret{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, ca)).To(Succeed())
+			oldCA := ca.Data[stack.CACertKey]
+
+			By("sending gMSA pods (dry run) continuously")
+			stopLoad := admissionLoad("rotation")
+			By("shortening the certificate lifetimes to 1m, renewed 30s before expiry")
+			s := getStack("default")
+			s.Spec.Certificates = &gmsav1alpha1.CertificatesSpec{Duration: &metav1.Duration{Duration: time.Minute}, RenewBefore: &metav1.Duration{Duration: 30 * time.Second}}
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+
+			By("waiting until a new CA signs, the pods rolled out, and caBundle holds the new CA alone")
+			Eventually(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, ca)).To(Succeed())
+				g.Expect(ca.Data[stack.CACertKey]).NotTo(Equal(oldCA))
+				m, v, err := webhookConfigs()
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(m.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
+				g.Expect(v.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.Data[stack.CACertKey]))
+			}).WithTimeout(150 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+			stopLoad()
+			served, err := certs.ParseCertificate(mustGetSecret(stack.TLSSecretName).Data[stack.TLSCertKey])
+			Expect(err).NotTo(HaveOccurred())
+			newCA, err := certs.ParseCertificate(ca.Data[stack.CACertKey])
+			Expect(err).NotTo(HaveOccurred())
+			Expect(served.CheckSignatureFrom(newCA)).To(Succeed())
+
+			By("going back to the default lifetimes")
+			s = getStack("default")
+			s.Spec.Certificates = nil
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
+				func(g Gomega, s *gmsav1alpha1.GmsaStack) {
+					g.Expect(s.Status.CertificateNotAfter.Time).To(BeTemporally(">", time.Now().Add(24*time.Hour)))
+				})
+		})
+
+		It("moves to another namespace and back under continuous admission traffic with zero failures", func() {
+			By("a kubelet for the new namespace too: both webhooks run while the stack moves")
+			kl2 := harness.StartKubelet(harness.KubeletOptions{Client: k8s, Config: env.Config, Namespace: "gmsa-webhooks",
+				PodIP: "127.0.106.251", Images: []string{operatorImage}, Log: GinkgoWriter})
+			DeferCleanup(kl2.Stop)
+			move := func(to, specNS string) {
+				stopLoad := admissionLoad("move-to-" + to)
+				s := getStack("default")
+				s.Spec.Namespace = specNS
+				Expect(k8s.Update(ctx, s)).To(Succeed())
+				eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
+					func(g Gomega, s *gmsav1alpha1.GmsaStack) { g.Expect(s.Status.Namespace).To(Equal(to)) })
+				m, v, err := webhookConfigs()
+				Expect(err).NotTo(HaveOccurred())
+				Expect(m.Webhooks[0].ClientConfig.Service.Namespace).To(Equal(to))
+				Expect(v.Webhooks[0].ClientConfig.Service.Namespace).To(Equal(to))
+				Expect(m.Webhooks[0].NamespaceSelector.MatchExpressions[0].Values).To(ContainElement(to), "the webhook's own namespace is excluded")
+				Eventually(func(g Gomega) {
+					crb := &rbacv1.ClusterRoleBinding{}
+					g.Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, crb)).To(Succeed())
+					g.Expect(crb.Subjects).To(ConsistOf(HaveField("Namespace", to)))
+				}).Should(Succeed(), "the old webhook's binding goes once the configurations call the new one")
+				Eventually(func(g Gomega) {
+					for _, l := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}} {
+						g.Expect(k8s.List(ctx, l, client.MatchingLabels{gmsav1alpha1.LabelStack: "default"})).To(Succeed())
+						g.Expect(meta.LenList(l)).To(Equal(1), "%T: the old one is pruned", l)
 					}
+				}).WithTimeout(90 * time.Second).Should(Succeed())
+				time.Sleep(2 * time.Second) // and on, after the old webhook is gone
+				stopLoad()
+			}
+			By("moving to gmsa-webhooks, a namespace the platform team made")
+			Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "gmsa-webhooks", Labels: map[string]string{"team": "platform"}}})).To(Succeed())
+			move("gmsa-webhooks", "gmsa-webhooks")
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: namespace}, &corev1.Namespace{}))
+			}).WithTimeout(90*time.Second).Should(BeTrue(), "the old namespace, made by the stack, is removed")
+			By("moving back: the stack's objects leave gmsa-webhooks, which stays as its owners made it")
+			move(namespace, "")
+			Eventually(func(g Gomega) {
+				for _, l := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.SecretList{}, &corev1.ServiceAccountList{}, &policyv1.PodDisruptionBudgetList{}} {
+					g.Expect(k8s.List(ctx, l, client.InNamespace("gmsa-webhooks"), client.MatchingLabels{gmsav1alpha1.LabelStack: "default"})).To(Succeed())
+					g.Expect(meta.LenList(l)).To(BeZero(), "%T left behind", l)
 				}
-			}()
-		}
-		Expect(k8s.Delete(ctx, getStack("default"))).To(Succeed())
-		Eventually(func() []string {
+			}).Should(Succeed())
+			other := &corev1.Namespace{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: "gmsa-webhooks"}, other)).To(Succeed())
+			Expect(other.DeletionTimestamp).To(BeNil())
+			Expect(other.Labels).To(HaveKeyWithValue("team", "platform"))
+		})
+
+		It("stalls a second GmsaStack, which changes nothing", func() {
+			dep := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, dep)).To(Succeed())
+			second := &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "second"},
+				Spec: gmsav1alpha1.GmsaStackSpec{Namespace: "other-gmsa", Webhook: &gmsav1alpha1.WebhookSpec{Replicas: ptr.To[int32](5)}}}
+			Expect(k8s.Create(ctx, second)).To(Succeed())
+			s := eventuallyStack("second",
+				haveCondition(gmsav1alpha1.ConditionStalled, metav1.ConditionTrue, gmsav1alpha1.ReasonDuplicateStack),
+				haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonDuplicateStack))
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled).Message).To(ContainSubstring(`GmsaStack "default" already manages`))
+			Consistently(func(g Gomega) {
+				g.Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "other-gmsa"}, &corev1.Namespace{}))).To(BeTrue())
+				now := &appsv1.Deployment{}
+				g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(dep), now)).To(Succeed())
+				g.Expect(now.Generation).To(Equal(dep.Generation))
+			}).WithTimeout(3 * time.Second).Should(Succeed())
+			Expect(k8s.Delete(ctx, second)).To(Succeed())
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "second"}, &gmsav1alpha1.GmsaStack{}))
+			}).Should(BeTrue())
+			_, _, err := webhookConfigs()
+			Expect(err).NotTo(HaveOccurred(), "deleting the duplicate must not remove the active stack's webhooks")
+		})
+
+	})
+
+	// Uninstalling ends the default stack; CertManager mode then makes its own.
+	Describe("uninstalled, then in CertManager mode", Ordered, func() {
+		BeforeAll(func() { ensureStack(); ensureApp() })
+
+		It("uninstalls webhook configurations first, then the rest, keeping the CRD and every credspec", func() {
+			var mu sync.Mutex
+			var order []string
+			deletedAt := map[string]time.Time{}
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			watchers := map[string]watch.Interface{}
+			var err error
+			watchers["MutatingWebhookConfiguration"], err = clientset.AdmissionregistrationV1().MutatingWebhookConfigurations().Watch(wctx, metav1.ListOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			watchers["ValidatingWebhookConfiguration"], err = clientset.AdmissionregistrationV1().ValidatingWebhookConfigurations().Watch(wctx, metav1.ListOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			watchers["Deployment"], err = clientset.AppsV1().Deployments(namespace).Watch(wctx, metav1.ListOptions{})
+			Expect(err).NotTo(HaveOccurred())
+			for kind, w := range watchers {
+				go func() {
+					for e := range w.ResultChan() {
+						if e.Type == watch.Deleted {
+							mu.Lock()
+							order = append(order, kind)
+							deletedAt[kind] = time.Now()
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			Expect(k8s.Delete(ctx, getStack("default"))).To(Succeed())
+			Eventually(func() []string {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]string(nil), order...)
+			}).Should(HaveLen(3))
+			Expect(order[2]).To(Equal("Deployment"), "deletion order: %v", order)
+			By("the webhook keeps serving for the teardown delay after its configurations are gone")
 			mu.Lock()
-			defer mu.Unlock()
-			return append([]string(nil), order...)
-		}).Should(HaveLen(3))
-		Expect(order[2]).To(Equal("Deployment"), "deletion order: %v", order)
-		By("the webhook keeps serving for the teardown delay after its configurations are gone")
-		mu.Lock()
-		gap := deletedAt["Deployment"].Sub(deletedAt[order[1]])
-		mu.Unlock()
-		GinkgoWriter.Printf("webhook configurations deleted -> Deployment deleted: %v (teardown delay %v)\n", gap, stack.TeardownDelay)
-		Expect(gap).To(BeNumerically(">=", stack.TeardownDelay-200*time.Millisecond),
-			"API servers that have not yet dropped the configurations would call a webhook that is gone")
-		Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "default"}, &gmsav1alpha1.GmsaStack{}))
-		}).Should(BeTrue())
-		Eventually(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: namespace}, &corev1.Namespace{}))
-		}).
-			WithTimeout(90*time.Second).Should(BeTrue(), "the namespace the operator made is removed")
+			gap := deletedAt["Deployment"].Sub(deletedAt[order[1]])
+			mu.Unlock()
+			GinkgoWriter.Printf("webhook configurations deleted -> Deployment deleted: %v (teardown delay %v)\n", gap, stack.TeardownDelay)
+			Expect(gap).To(BeNumerically(">=", stack.TeardownDelay-200*time.Millisecond),
+				"API servers that have not yet dropped the configurations would call a webhook that is gone")
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: "default"}, &gmsav1alpha1.GmsaStack{}))
+			}).Should(BeTrue())
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: namespace}, &corev1.Namespace{}))
+			}).
+				WithTimeout(90*time.Second).Should(BeTrue(), "the namespace the operator made is removed")
 
-		Expect(k8s.Get(ctx, client.ObjectKey{Name: credspeccrd.Name}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed())
-		for _, name := range []string{"legacy", "webapp1"} {
-			cs := &unstructured.Unstructured{}
-			cs.SetAPIVersion("windows.k8s.io/v1")
-			cs.SetKind("GMSACredentialSpec")
-			Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, cs)).To(Succeed(), "credspec %s", name)
-		}
-		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, &admissionregistrationv1.MutatingWebhookConfiguration{}))).To(BeTrue())
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: credspeccrd.Name}, &apiextensionsv1.CustomResourceDefinition{})).To(Succeed())
+			for _, name := range []string{"legacy", "webapp1"} {
+				cs := &unstructured.Unstructured{}
+				cs.SetAPIVersion("windows.k8s.io/v1")
+				cs.SetKind("GMSACredentialSpec")
+				Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, cs)).To(Succeed(), "credspec %s", name)
+			}
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, &admissionregistrationv1.MutatingWebhookConfiguration{}))).To(BeTrue())
+		})
+
+		It("in CertManager mode makes the Issuers and Certificates, waits for cert-manager's Secret, and leaves caBundle to cainjector", func() {
+			By("naming an issuer that does not exist")
+			s := &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "cm"}, Spec: gmsav1alpha1.GmsaStackSpec{
+				Certificates: &gmsav1alpha1.CertificatesSpec{Source: gmsav1alpha1.CertificateSourceCertManager,
+					CertManager: &gmsav1alpha1.CertManagerSpec{IssuerRef: &gmsav1alpha1.IssuerReference{Name: "corp-ca", Kind: "ClusterIssuer"}}},
+			}}
+			Expect(k8s.Create(ctx, s)).To(Succeed())
+			s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonIssuerNotFound))
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring(`spec.certificates.certManager.issuerRef: ClusterIssuer "corp-ca" does not exist`))
+
+			By("dropping issuerRef: the operator makes a self-signed CA chain")
+			s.Spec.Certificates.CertManager = nil
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+			s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionFalse, gmsav1alpha1.ReasonCertificatePending))
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("waiting for cert-manager"))
+			for _, name := range []string{stack.SelfSignedIssuerName, stack.CAIssuerName} {
+				Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &cmapi.Issuer{})).To(Succeed(), "Issuer %s", name)
+			}
+			caCert := &cmapi.Certificate{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CACertificateName}, caCert)).To(Succeed())
+			Expect(caCert.Spec.IsCA).To(BeTrue())
+			Expect(caCert.Spec.IssuerRef.Name).To(Equal(stack.SelfSignedIssuerName))
+			serving := &cmapi.Certificate{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.ServingCertificateName}, serving)).To(Succeed())
+			Expect(serving.Spec.DNSNames).To(ContainElement(stack.WebhookName + "." + namespace + ".svc"))
+			Expect(serving.Spec.IssuerRef.Name).To(Equal(stack.CAIssuerName))
+			Expect(serving.Spec.SecretName).To(Equal(stack.TLSSecretName))
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, &appsv1.Deployment{}))).To(BeTrue(),
+				"nothing runs before the certificate exists")
+
+			By("writing the Secret as cert-manager would (its controllers do not run in this test), with no webhook replica becoming ready")
+			kl.SetServing(false)
+			ca, err := certs.NewCA("cert-manager test CA", time.Now(), 24*time.Hour)
+			Expect(err).NotTo(HaveOccurred())
+			leaf, err := certs.NewServingCert(ca, certs.ServiceDNSNames(stack.WebhookName, namespace), time.Now(), time.Hour)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(k8s.Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: stack.TLSSecretName, Namespace: namespace, Labels: serving.Spec.SecretTemplate.Labels,
+					Annotations: map[string]string{"cert-manager.io/certificate-name": stack.ServingCertificateName}},
+				Type: corev1.SecretTypeTLS,
+				Data: map[string][]byte{stack.TLSCertKey: leaf.CertPEM, stack.TLSKeyKey: leaf.KeyPEM, stack.CACertKey: ca.CertPEM},
+			})).To(Succeed())
+			s = eventuallyStack("cm",
+				haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionTrue, ""),
+				haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionFalse, gmsav1alpha1.ReasonDeploymentUnavailable),
+				haveCondition(gmsav1alpha1.ConditionAdmissionConfigured, metav1.ConditionFalse, gmsav1alpha1.ReasonWaitingForWebhook))
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("0 of 2 replicas available"))
+			Consistently(func() bool {
+				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, &admissionregistrationv1.MutatingWebhookConfiguration{}))
+			}).WithTimeout(2*time.Second).Should(BeTrue(), "no webhook is registered before the Deployment is Available")
+
+			By("the webhook becomes ready: the stack registers it")
+			kl.SetServing(true)
+			eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+			m, v, err := webhookConfigs()
+			Expect(err).NotTo(HaveOccurred())
+			for _, obj := range []metav1.Object{m, v} {
+				Expect(obj.GetAnnotations()).To(HaveKeyWithValue("cert-manager.io/inject-ca-from", namespace+"/"+stack.ServingCertificateName))
+			}
+			Expect(m.Webhooks[0].ClientConfig.CABundle).To(BeEmpty(), "the operator never writes caBundle in CertManager mode")
+			Expect(v.Webhooks[0].ClientConfig.CABundle).To(BeEmpty())
+
+			By("an edited Certificate or Issuer is put back")
+			expectLabelsRepaired(
+				&cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Name: stack.ServingCertificateName, Namespace: namespace}},
+				&cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Name: stack.CAIssuerName, Namespace: namespace}},
+			)
+
+			By("cainjector's caBundle is left alone")
+			m.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
+			Expect(k8s.Update(ctx, m)).To(Succeed())
+			v.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
+			Expect(k8s.Update(ctx, v)).To(Succeed())
+			Consistently(func(g Gomega) {
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
+				g.Expect(bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, ca.CertPEM)).To(BeTrue())
+			}).WithTimeout(3 * time.Second).Should(Succeed())
+			Eventually(func() error { return k8s.Create(ctx, gmsaPod("cm-pod", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+
+			By("switching the running stack to SelfSigned is refused, and changes nothing")
+			s = getStack("cm")
+			s.Spec.Certificates = nil
+			Expect(k8s.Update(ctx, s)).To(Succeed())
+			s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionStalled, metav1.ConditionTrue, gmsav1alpha1.ReasonInvalidSpec))
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled).Message).To(ContainSubstring("switching a running stack from CertManager to SelfSigned is not supported"))
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, &corev1.Secret{}))).To(BeTrue(),
+				"the operator made no CA of its own")
+			Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
+			Expect(m.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.CertPEM), "caBundle is still cainjector's")
+			Eventually(func() error { return k8s.Create(ctx, gmsaPod("cm-pod-2", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
+		})
+
 	})
 
-	It("in CertManager mode makes the Issuers and Certificates, waits for cert-manager's Secret, and leaves caBundle to cainjector", func() {
-		By("naming an issuer that does not exist")
-		s := &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "cm"}, Spec: gmsav1alpha1.GmsaStackSpec{
-			Certificates: &gmsav1alpha1.CertificatesSpec{Source: gmsav1alpha1.CertificateSourceCertManager,
-				CertManager: &gmsav1alpha1.CertManagerSpec{IssuerRef: &gmsav1alpha1.IssuerReference{Name: "corp-ca", Kind: "ClusterIssuer"}}},
-		}}
-		Expect(k8s.Create(ctx, s)).To(Succeed())
-		s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonIssuerNotFound))
-		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring(`spec.certificates.certManager.issuerRef: ClusterIssuer "corp-ca" does not exist`))
-
-		By("dropping issuerRef: the operator makes a self-signed CA chain")
-		s.Spec.Certificates.CertManager = nil
-		Expect(k8s.Update(ctx, s)).To(Succeed())
-		s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionFalse, gmsav1alpha1.ReasonCertificatePending))
-		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("waiting for cert-manager"))
-		for _, name := range []string{stack.SelfSignedIssuerName, stack.CAIssuerName} {
-			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &cmapi.Issuer{})).To(Succeed(), "Issuer %s", name)
-		}
-		caCert := &cmapi.Certificate{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CACertificateName}, caCert)).To(Succeed())
-		Expect(caCert.Spec.IsCA).To(BeTrue())
-		Expect(caCert.Spec.IssuerRef.Name).To(Equal(stack.SelfSignedIssuerName))
-		serving := &cmapi.Certificate{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.ServingCertificateName}, serving)).To(Succeed())
-		Expect(serving.Spec.DNSNames).To(ContainElement(stack.WebhookName + "." + namespace + ".svc"))
-		Expect(serving.Spec.IssuerRef.Name).To(Equal(stack.CAIssuerName))
-		Expect(serving.Spec.SecretName).To(Equal(stack.TLSSecretName))
-		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, &appsv1.Deployment{}))).To(BeTrue(),
-			"nothing runs before the certificate exists")
-
-		By("writing the Secret as cert-manager would (its controllers do not run in this test), with no webhook replica becoming ready")
-		kl.SetServing(false)
-		ca, err := certs.NewCA("cert-manager test CA", time.Now(), 24*time.Hour)
-		Expect(err).NotTo(HaveOccurred())
-		leaf, err := certs.NewServingCert(ca, certs.ServiceDNSNames(stack.WebhookName, namespace), time.Now(), time.Hour)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(k8s.Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: stack.TLSSecretName, Namespace: namespace, Labels: serving.Spec.SecretTemplate.Labels,
-				Annotations: map[string]string{"cert-manager.io/certificate-name": stack.ServingCertificateName}},
-			Type: corev1.SecretTypeTLS,
-			Data: map[string][]byte{stack.TLSCertKey: leaf.CertPEM, stack.TLSKeyKey: leaf.KeyPEM, stack.CACertKey: ca.CertPEM},
-		})).To(Succeed())
-		s = eventuallyStack("cm",
-			haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionTrue, ""),
-			haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionFalse, gmsav1alpha1.ReasonDeploymentUnavailable),
-			haveCondition(gmsav1alpha1.ConditionAdmissionConfigured, metav1.ConditionFalse, gmsav1alpha1.ReasonWaitingForWebhook))
-		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("0 of 2 replicas available"))
-		Consistently(func() bool {
-			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, &admissionregistrationv1.MutatingWebhookConfiguration{}))
-		}).WithTimeout(2*time.Second).Should(BeTrue(), "no webhook is registered before the Deployment is Available")
-
-		By("the webhook becomes ready: the stack registers it")
-		kl.SetServing(true)
-		eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
-		m, v, err := webhookConfigs()
-		Expect(err).NotTo(HaveOccurred())
-		for _, obj := range []metav1.Object{m, v} {
-			Expect(obj.GetAnnotations()).To(HaveKeyWithValue("cert-manager.io/inject-ca-from", namespace+"/"+stack.ServingCertificateName))
-		}
-		Expect(m.Webhooks[0].ClientConfig.CABundle).To(BeEmpty(), "the operator never writes caBundle in CertManager mode")
-		Expect(v.Webhooks[0].ClientConfig.CABundle).To(BeEmpty())
-
-		By("an edited Certificate or Issuer is put back")
-		expectLabelsRepaired(
-			&cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Name: stack.ServingCertificateName, Namespace: namespace}},
-			&cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Name: stack.CAIssuerName, Namespace: namespace}},
-		)
-
-		By("cainjector's caBundle is left alone")
-		m.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
-		Expect(k8s.Update(ctx, m)).To(Succeed())
-		v.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
-		Expect(k8s.Update(ctx, v)).To(Succeed())
-		Consistently(func(g Gomega) {
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
-			g.Expect(bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, ca.CertPEM)).To(BeTrue())
-		}).WithTimeout(3 * time.Second).Should(Succeed())
-		Eventually(func() error { return k8s.Create(ctx, gmsaPod("cm-pod", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
-
-		By("switching the running stack to SelfSigned is refused, and changes nothing")
-		s = getStack("cm")
-		s.Spec.Certificates = nil
-		Expect(k8s.Update(ctx, s)).To(Succeed())
-		s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionStalled, metav1.ConditionTrue, gmsav1alpha1.ReasonInvalidSpec))
-		Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled).Message).To(ContainSubstring("switching a running stack from CertManager to SelfSigned is not supported"))
-		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, &corev1.Secret{}))).To(BeTrue(),
-			"the operator made no CA of its own")
-		Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
-		Expect(m.Webhooks[0].ClientConfig.CABundle).To(Equal(ca.CertPEM), "caBundle is still cainjector's")
-		Eventually(func() error { return k8s.Create(ctx, gmsaPod("cm-pod-2", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
-	})
-
-	It("needed every permission the shipped RBAC grants it for the stack (each one is in use)", func() {
-		Expect(requests.Missing(harness.SuiteStack)).To(BeEmpty(),
-			"permissions of config/rbac/role.yaml that harness.PermissionUse assigns to this suite but no request needed")
+	Describe("under the shipped RBAC", func() {
+		It("needed every permission the shipped RBAC grants it for the stack (each one is in use)", func() {
+			Expect(requests.Missing(harness.SuiteStack)).To(BeEmpty(),
+				"permissions of config/rbac/role.yaml that harness.PermissionUse assigns to this suite but no request needed")
+		})
 	})
 })
+
+// ensureStack makes the sample GmsaStack unless it exists, and waits until
+// it is Ready.
+func ensureStack() {
+	GinkgoHelper()
+	ctx := context.Background()
+	sample, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "gmsa_v1alpha1_gmsastack.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	s := &gmsav1alpha1.GmsaStack{}
+	Expect(yaml.UnmarshalStrict(sample, s)).To(Succeed())
+	if err := k8s.Create(ctx, s); !apierrors.IsAlreadyExists(err) {
+		Expect(err).NotTo(HaveOccurred())
+	}
+	eventuallyStack(s.Name, haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+}
+
+// ensureApp makes the application namespace, its service accounts "allowed"
+// and "other", and the sample GmsaAccount webapp1 granting "allowed", unless
+// they exist, and waits until the account is Ready.
+func ensureApp() {
+	GinkgoHelper()
+	ctx := context.Background()
+	create := func(obj client.Object) {
+		if err := k8s.Create(ctx, obj); !apierrors.IsAlreadyExists(err) {
+			Expect(err).NotTo(HaveOccurred())
+		}
+	}
+	create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}})
+	for _, sa := range []string{"allowed", "other"} {
+		create(&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: appNS}})
+	}
+	sample, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "gmsa_v1alpha1_gmsaaccount.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	acct := &gmsav1alpha1.GmsaAccount{}
+	Expect(yaml.UnmarshalStrict(sample, acct)).To(Succeed())
+	acct.Spec.ServiceAccounts = []gmsav1alpha1.ServiceAccountRef{{Namespace: appNS, Name: "allowed"}}
+	create(acct)
+	Eventually(func(g Gomega) {
+		a := &gmsav1alpha1.GmsaAccount{}
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: "webapp1"}, a)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(a.Status.Conditions, gmsav1alpha1.ConditionReady)).To(BeTrue(), "%+v", a.Status.Conditions)
+	}).Should(Succeed())
+}
 
 // expectLabelsRepaired changes the part-of label the operator sets on each
 // object, and expects the operator to put it back within seconds.
