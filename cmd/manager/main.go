@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/gmsa-operator/gmsa-operator/internal/manager"
@@ -68,6 +69,10 @@ func run() error {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
 	cfg.QPS, cfg.Burst = float32(qps), burst
+	// rest_client_rate_limiter_duration_seconds says whether the manager
+	// waits on its own --kube-api-qps limit (a busy cluster's first
+	// question when GmsaAccounts converge slowly).
+	metrics.RegisterRESTClientMetrics(metrics.MetricRateLimiterLatency)
 	mgr, err := manager.New(cfg, manager.Options{
 		MetricsAddr:             metricsAddr,
 		SecureMetrics:           secureMetrics,
