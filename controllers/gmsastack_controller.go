@@ -167,9 +167,10 @@ func (r *GmsaStackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		logger.Info("added the finalizer", "finalizer", StackFinalizer)
 	}
 
-	run := &stackRun{r: r, s: s, changes: &reconcilekit.Changes{}}
-	o, requeue, err := run.reconcile(ctx)
-	run.changes.Record(r.Recorder, s)
+	changes := &reconcilekit.Changes{}
+	o, plan, err := r.run(ctx, s, changes)
+	changes.Record(r.Recorder, s)
+	requeue := plan.RequeueAfter
 	if errors.Is(err, reconcilekit.ErrCacheLag) {
 		// An object made a moment ago is not cached yet: normal, and no
 		// reason to report the stack as failing.

@@ -9,8 +9,8 @@ import (
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/gmsa-operator/gmsa-operator/internal/manager"
 	"github.com/gmsa-operator/gmsa-operator/internal/stack"

@@ -1,0 +1,268 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
+	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
+	"github.com/gmsa-operator/gmsa-operator/internal/stack"
+)
+
+// One reconcile of the active GmsaStack: read once into a snapshot, plan
+// purely (stack.PlanStack), apply the plan through the reconcile kit.
+
+// run reconciles s and returns what to report and when to look again.
+func (r *GmsaStackReconciler) run(ctx context.Context, s *gmsav1alpha1.GmsaStack, changes *reconcilekit.Changes) (stack.Outcome, stack.Plan, error) {
+	logger := log.FromContext(ctx)
+	cfg, err := stack.Resolve(s, r.OperatorImage)
+	if err != nil {
+		logger.V(1).Info("invalid spec", "error", err.Error())
+		return stack.Outcome{Steps: []reconcilekit.Step{{Progress: reconcilekit.Blocked, Reason: gmsav1alpha1.ReasonInvalidSpec, Message: err.Error()}}}, stack.Plan{}, nil
+	}
+	o := stack.Outcome{Namespace: cfg.Namespace, Image: cfg.Image}
+	snap, err := r.read(ctx, s, cfg)
+	if err != nil {
+		return o, stack.Plan{}, err
+	}
+	plan, err := stack.PlanStack(s, cfg, snap, r.now())
+	if err != nil {
+		return o, plan, err
+	}
+	for i, st := range plan.Steps {
+		logger.V(1).Info("planned step", "index", i, "condition", st.Condition, "progress", st.Progress.String(), "reason", st.Reason)
+	}
+	for _, c := range plan.CertChanges {
+		changes.Add("Certificate", s, c)
+	}
+	steps, err := r.apply(ctx, s, plan, changes)
+	o.Steps, o.NotAfter, o.ReadyReplicas = steps, plan.NotAfter, plan.ReadyReplicas
+	return o, plan, err
+}
+
+// apply carries out the plan's writes in order. Someone else's object under
+// a wanted name blocks its step (ObjectConflict) and the writes of the steps
+// after it, except those marked Always; the steps after it are then not
+// reported. It returns the steps to report.
+func (r *GmsaStackReconciler) apply(ctx context.Context, s *gmsav1alpha1.GmsaStack, plan stack.Plan, changes *reconcilekit.Changes) ([]reconcilekit.Step, error) {
+	steps := plan.Steps
+	blocked := -1
+	ranAnyway := map[int]bool{}
+	for _, act := range plan.Actions {
+		if blocked >= 0 && act.Step > blocked {
+			if !act.Always {
+				continue
+			}
+			ranAnyway[act.Step] = true
+		}
+		if act.Delete {
+			deleted, err := reconcilekit.DeleteOwned(ctx, r.Client, act.Object, s.UID)
+			if err != nil {
+				return steps, err
+			}
+			if deleted {
+				changes.Add(reconcilekit.ReasonDeleted, act.Object, act.Note)
+			}
+			continue
+		}
+		if act.Retire != "" {
+			if err := r.retire(ctx, s, act.Retire); err != nil {
+				return steps, err
+			}
+		}
+		var opts []reconcilekit.ApplyOption
+		if act.Adopt {
+			log.FromContext(ctx).V(1).Info("adopting an object another installer made, as the spec says", "object", reconcilekit.Describe(act.Object))
+			opts = append(opts, reconcilekit.Adopt())
+		}
+		res, err := r.applier.Apply(ctx, act.Object, opts...)
+		if f, foreign := reconcilekit.IsForeign(err); foreign {
+			if act.ForeignOK {
+				log.FromContext(ctx).V(1).Info("using an object someone else made as it is", "object", reconcilekit.Describe(act.Object))
+				continue
+			}
+			if blocked < 0 || act.Step < blocked {
+				steps[act.Step] = reconcilekit.Step{Condition: steps[act.Step].Condition, Progress: reconcilekit.Blocked,
+					Reason: gmsav1alpha1.ReasonObjectConflict, Message: f.Error()}
+				blocked = act.Step
+			}
+			continue
+		}
+		if err != nil {
+			return steps, err
+		}
+		changes.Applied(res, act.Object)
+	}
+	if blocked >= 0 {
+		kept := steps[:blocked+1]
+		// A step whose writes ran anyway (a certificate renewal) is reported.
+		for i := blocked + 1; i < len(steps); i++ {
+			if ranAnyway[i] {
+				kept = append(kept, steps[i])
+			}
+		}
+		steps = kept
+	}
+	return steps, nil
+}
+
+// read takes the snapshot the plan works from: the live objects from the
+// cache (the stack's own kinds are cached by label), an issuer from the API
+// server (a user's issuer carries none of the operator's labels).
+func (r *GmsaStackReconciler) read(ctx context.Context, s *gmsav1alpha1.GmsaStack, cfg stack.Config) (stack.Snapshot, error) {
+	snap := stack.Snapshot{CertManager: r.CertManager}
+	get := func(key client.ObjectKey, obj client.Object) (bool, error) {
+		err := r.Client.Get(ctx, key, obj)
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("read %s %s: %w", reconcilekit.Describe(obj), key, err)
+		}
+		return true, nil
+	}
+	in := func(name string) client.ObjectKey { return client.ObjectKey{Namespace: cfg.Namespace, Name: name} }
+
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	ca, tls := &corev1.Secret{}, &corev1.Secret{}
+	dep := &appsv1.Deployment{}
+	for _, g := range []struct {
+		key client.ObjectKey
+		obj client.Object
+		set func()
+	}{
+		{client.ObjectKey{Name: credspeccrd.Name}, crd, func() { snap.CRD = crd }},
+		{client.ObjectKey{Name: cfg.Namespace}, ns, func() { snap.Namespace = ns }},
+		{client.ObjectKey{Name: stack.WebhookName}, m, func() { snap.Mutating = m }},
+		{client.ObjectKey{Name: stack.WebhookName}, v, func() { snap.Validating = v }},
+		{in(stack.CASecretName), ca, func() { snap.CASecret = ca }},
+		{in(stack.TLSSecretName), tls, func() { snap.TLSSecret = tls }},
+		{in(stack.WebhookName), dep, func() { snap.Deployment = dep }},
+	} {
+		found, err := get(g.key, g.obj)
+		if err != nil {
+			return snap, err
+		}
+		if found {
+			g.set()
+		}
+	}
+
+	var err error
+	if snap.OtherSource, err = r.otherSource(ctx, s, cfg); err != nil {
+		return snap, err
+	}
+	if cfg.CertSource == gmsav1alpha1.CertificateSourceCertManager && r.CertManager {
+		// Only cert-manager's own issuer kinds can be looked up; an
+		// external issuer (another group) is left to cert-manager to
+		// report.
+		if ref, own := cfg.CertManagerIssuerRef(); !own && ref.Group == "cert-manager.io" {
+			var issuer client.Object = &cmapi.Issuer{}
+			key := in(ref.Name)
+			if ref.Kind == cmapi.ClusterIssuerKind {
+				issuer, key = &cmapi.ClusterIssuer{}, client.ObjectKey{Name: ref.Name}
+			}
+			err := r.APIReader.Get(ctx, key, issuer)
+			switch {
+			case apierrors.IsNotFound(err):
+				snap.IssuerMissing = true
+			case err != nil:
+				return snap, fmt.Errorf("read %s %s: %w", ref.Kind, key, err)
+			}
+		}
+	}
+	snap.Stale, err = r.stale(ctx, s, cfg)
+	return snap, err
+}
+
+// otherSource says which certificate source's material the stack made in
+// its namespace, when it is not the one the spec asks for: cert-manager
+// Certificates (now SelfSigned), or the operator's own CA Secret (now
+// CertManager).
+func (r *GmsaStackReconciler) otherSource(ctx context.Context, s *gmsav1alpha1.GmsaStack, cfg stack.Config) (gmsav1alpha1.CertificateSource, error) {
+	if cfg.CertSource == gmsav1alpha1.CertificateSourceCertManager {
+		ca := &corev1.Secret{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: cfg.Namespace, Name: stack.CASecretName}, ca)
+		if err != nil {
+			return "", client.IgnoreNotFound(err)
+		}
+		if ca.Type == corev1.SecretTypeOpaque && metav1.IsControlledBy(ca, s) {
+			return gmsav1alpha1.CertificateSourceSelfSigned, nil
+		}
+		return "", nil
+	}
+	if !r.CertManager {
+		return "", nil
+	}
+	list := &cmapi.CertificateList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(cfg.Namespace), client.MatchingLabels{gmsav1alpha1.LabelStack: s.Name}); err != nil {
+		return "", fmt.Errorf("list Certificates: %w", err)
+	}
+	for i := range list.Items {
+		if metav1.IsControlledBy(&list.Items[i], s) {
+			return gmsav1alpha1.CertificateSourceCertManager, nil
+		}
+	}
+	return "", nil
+}
+
+// stale lists what the stack made outside its namespace (it moved): a
+// namespace it made goes as a whole; in one it did not make, its objects go
+// one by one.
+func (r *GmsaStackReconciler) stale(ctx context.Context, s *gmsav1alpha1.GmsaStack, cfg stack.Config) ([]client.Object, error) {
+	mine := client.MatchingLabels{gmsav1alpha1.LabelStack: s.Name}
+	namespaces := &metav1.PartialObjectMetadataList{}
+	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.Client.List(ctx, namespaces, mine); err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	owned := map[string]bool{}
+	var stale []client.Object
+	for i := range namespaces.Items {
+		if ns := &namespaces.Items[i]; ns.Name != cfg.Namespace && metav1.IsControlledBy(ns, s) {
+			owned[ns.Name] = true
+			if ns.DeletionTimestamp.IsZero() {
+				ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+				stale = append(stale, ns)
+			}
+		}
+	}
+	lists := []client.ObjectList{
+		&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.SecretList{}, &corev1.ServiceAccountList{}, &policyv1.PodDisruptionBudgetList{},
+	}
+	if r.CertManager {
+		lists = append(lists, &cmapi.CertificateList{}, &cmapi.IssuerList{})
+	}
+	for _, l := range lists {
+		if err := r.Client.List(ctx, l, mine); err != nil {
+			return nil, fmt.Errorf("list %T: %w", l, err)
+		}
+		if err := meta.EachListItem(l, func(o runtime.Object) error {
+			if obj := o.(client.Object); obj.GetNamespace() != cfg.Namespace && !owned[obj.GetNamespace()] && metav1.IsControlledBy(obj, s) {
+				stale = append(stale, obj)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return stale, nil
+}
