@@ -428,7 +428,11 @@ func publishedBundle(m *admissionregistrationv1.MutatingWebhookConfiguration, v 
 }
 
 // rolledOut reports whether every replica of the Deployment runs the pod
-// template of the given CA.
+// template of the given CA, and no pod of an older template is still
+// shutting down: a terminating pod keeps serving its old certificate until
+// it exits, so the CA that signed it must stay trusted until then
+// (status.terminatingReplicas, Kubernetes 1.35 and later; older API servers
+// do not report it).
 func rolledOut(dep *appsv1.Deployment, caID string) bool {
 	if dep == nil || caID == "" || dep.Spec.Template.Annotations[CAIDAnnotation] != caID {
 		return false
@@ -438,5 +442,6 @@ func rolledOut(dep *appsv1.Deployment, caID string) bool {
 	if dep.Spec.Replicas != nil {
 		want = *dep.Spec.Replicas
 	}
-	return st.ObservedGeneration >= dep.Generation && st.UpdatedReplicas == want && st.Replicas == want && st.AvailableReplicas == want
+	terminating := st.TerminatingReplicas != nil && *st.TerminatingReplicas > 0
+	return st.ObservedGeneration >= dep.Generation && st.UpdatedReplicas == want && st.Replicas == want && st.AvailableReplicas == want && !terminating
 }

@@ -385,3 +385,28 @@ func TestPlanRenewsWhenStoppedEarly(t *testing.T) {
 		}
 	}
 }
+
+// The previous CA leaves caBundle only once no pod of the old template is
+// still shutting down: such a pod serves the old certificate until it exits.
+func TestRolledOutWaitsForTerminatingPods(t *testing.T) {
+	cfg := Config{Namespace: "gmsa-system", Replicas: 2}
+	dep := available(cfg, "ca-2")
+	if !rolledOut(dep, "ca-2") {
+		t.Fatal("a rolled-out Deployment is not rolled out")
+	}
+	if rolledOut(dep, "ca-1") {
+		t.Error("a Deployment of another CA counts as rolled out")
+	}
+	dep.Status.TerminatingReplicas = ptr.To[int32](1)
+	if rolledOut(dep, "ca-2") {
+		t.Error("rolled out while an old pod is still shutting down")
+	}
+	dep.Status.TerminatingReplicas = ptr.To[int32](0)
+	if !rolledOut(dep, "ca-2") {
+		t.Error("not rolled out once the old pods are gone")
+	}
+	dep.Status.UpdatedReplicas = 1
+	if rolledOut(dep, "ca-2") {
+		t.Error("rolled out with a replica of the old template")
+	}
+}

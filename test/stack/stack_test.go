@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -72,6 +73,17 @@ func getStack(name string) *gmsav1alpha1.GmsaStack {
 	s := &gmsav1alpha1.GmsaStack{}
 	ExpectWithOffset(1, k8s.Get(context.Background(), client.ObjectKey{Name: name}, s)).To(Succeed())
 	return s
+}
+
+// updateStack changes a GmsaStack's spec as a person would, reading it
+// again when the operator wrote its status in between.
+func updateStack(name string, change func(s *gmsav1alpha1.GmsaStack)) {
+	GinkgoHelper()
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := getStack(name)
+		change(s)
+		return k8s.Update(context.Background(), s)
+	})).To(Succeed())
 }
 
 // haveCondition matches a GmsaStack whose condition t has the status and
@@ -377,9 +389,11 @@ var _ = Describe("a GmsaStack", func() {
 		It("rolls the Deployment on an image or replica change without ever removing the webhook configurations", func() {
 			deletions, stop := configDeletions()
 			defer stop()
-			s := getStack("default")
-			s.Spec.Webhook = &gmsav1alpha1.WebhookSpec{Image: "gmsa-operator:e2e-v2", Replicas: ptr.To[int32](3)}
-			Expect(k8s.Update(ctx, s)).To(Succeed())
+			// Whatever happens below, later specs start from the default webhook.
+			DeferCleanup(func() { updateStack("default", func(s *gmsav1alpha1.GmsaStack) { s.Spec.Webhook = nil }) })
+			updateStack("default", func(s *gmsav1alpha1.GmsaStack) {
+				s.Spec.Webhook = &gmsav1alpha1.WebhookSpec{Image: "gmsa-operator:e2e-v2", Replicas: ptr.To[int32](3)}
+			})
 			eventuallyStack("default",
 				haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
 				func(g Gomega, s *gmsav1alpha1.GmsaStack) {
@@ -393,10 +407,8 @@ var _ = Describe("a GmsaStack", func() {
 			Eventually(func() error { return k8s.Create(ctx, gmsaPod("after-upgrade", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
 
 			By("an image that never becomes ready leaves the old replicas serving and says so")
-			s = getStack("default")
-			s.Spec.Webhook.Image = brokenImage
-			Expect(k8s.Update(ctx, s)).To(Succeed())
-			s = eventuallyStack("default",
+			updateStack("default", func(s *gmsav1alpha1.GmsaStack) { s.Spec.Webhook.Image = brokenImage })
+			s := eventuallyStack("default",
 				haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonProgressing),
 				haveCondition(gmsav1alpha1.ConditionReconciling, metav1.ConditionTrue, gmsav1alpha1.ReasonProgressing),
 				haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionTrue, gmsav1alpha1.ReasonProgressing))
@@ -404,9 +416,7 @@ var _ = Describe("a GmsaStack", func() {
 			Expect(k8s.Create(ctx, gmsaPod("during-broken-rollout", "allowed", "webapp1"), client.DryRunAll)).To(Succeed())
 
 			By("going back to the operator's own image")
-			s = getStack("default")
-			s.Spec.Webhook = nil
-			Expect(k8s.Update(ctx, s)).To(Succeed())
+			updateStack("default", func(s *gmsav1alpha1.GmsaStack) { s.Spec.Webhook = nil })
 			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
 				func(g Gomega, s *gmsav1alpha1.GmsaStack) { g.Expect(s.Status.ReadyReplicas).To(BeEquivalentTo(2)) })
 			Expect(deletions()).To(BeZero())
@@ -420,9 +430,9 @@ var _ = Describe("a GmsaStack", func() {
 			By("sending gMSA pods (dry run) continuously")
 			stopLoad := admissionLoad("rotation")
 			By("shortening the certificate lifetimes to 1m, renewed 30s before expiry")
-			s := getStack("default")
-			s.Spec.Certificates = &gmsav1alpha1.CertificatesSpec{Duration: &metav1.Duration{Duration: time.Minute}, RenewBefore: &metav1.Duration{Duration: 30 * time.Second}}
-			Expect(k8s.Update(ctx, s)).To(Succeed())
+			updateStack("default", func(s *gmsav1alpha1.GmsaStack) {
+				s.Spec.Certificates = &gmsav1alpha1.CertificatesSpec{Duration: &metav1.Duration{Duration: time.Minute}, RenewBefore: &metav1.Duration{Duration: 30 * time.Second}}
+			})
 
 			By("waiting until a new CA signs, the pods rolled out, and caBundle holds the new CA alone")
 			Eventually(func(g Gomega) {
@@ -441,9 +451,7 @@ var _ = Describe("a GmsaStack", func() {
 			Expect(served.CheckSignatureFrom(newCA)).To(Succeed())
 
 			By("going back to the default lifetimes")
-			s = getStack("default")
-			s.Spec.Certificates = nil
-			Expect(k8s.Update(ctx, s)).To(Succeed())
+			updateStack("default", func(s *gmsav1alpha1.GmsaStack) { s.Spec.Certificates = nil })
 			eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
 				func(g Gomega, s *gmsav1alpha1.GmsaStack) {
 					g.Expect(s.Status.CertificateNotAfter.Time).To(BeTemporally(">", time.Now().Add(24*time.Hour)))
@@ -457,9 +465,7 @@ var _ = Describe("a GmsaStack", func() {
 			DeferCleanup(kl2.Stop)
 			move := func(to, specNS string) {
 				stopLoad := admissionLoad("move-to-" + to)
-				s := getStack("default")
-				s.Spec.Namespace = specNS
-				Expect(k8s.Update(ctx, s)).To(Succeed())
+				updateStack("default", func(s *gmsav1alpha1.GmsaStack) { s.Spec.Namespace = specNS })
 				eventuallyStack("default", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
 					func(g Gomega, s *gmsav1alpha1.GmsaStack) { g.Expect(s.Status.Namespace).To(Equal(to)) })
 				m, v, err := webhookConfigs()
@@ -600,8 +606,7 @@ var _ = Describe("a GmsaStack", func() {
 			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring(`spec.certificates.certManager.issuerRef: ClusterIssuer "corp-ca" does not exist`))
 
 			By("dropping issuerRef: the operator makes a self-signed CA chain")
-			s.Spec.Certificates.CertManager = nil
-			Expect(k8s.Update(ctx, s)).To(Succeed())
+			updateStack("cm", func(s *gmsav1alpha1.GmsaStack) { s.Spec.Certificates.CertManager = nil })
 			s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionFalse, gmsav1alpha1.ReasonCertificatePending))
 			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("waiting for cert-manager"))
 			for _, name := range []string{stack.SelfSignedIssuerName, stack.CAIssuerName} {
@@ -669,9 +674,7 @@ var _ = Describe("a GmsaStack", func() {
 			Eventually(func() error { return k8s.Create(ctx, gmsaPod("cm-pod", "allowed", "webapp1"), client.DryRunAll) }).Should(Succeed())
 
 			By("switching the running stack to SelfSigned is refused, and changes nothing")
-			s = getStack("cm")
-			s.Spec.Certificates = nil
-			Expect(k8s.Update(ctx, s)).To(Succeed())
+			updateStack("cm", func(s *gmsav1alpha1.GmsaStack) { s.Spec.Certificates = nil })
 			s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionStalled, metav1.ConditionTrue, gmsav1alpha1.ReasonInvalidSpec))
 			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionStalled).Message).To(ContainSubstring("switching a running stack from CertManager to SelfSigned is not supported"))
 			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.CASecretName}, &corev1.Secret{}))).To(BeTrue(),
