@@ -111,6 +111,8 @@ var shipped = profile{name: "shipped defaults (qps 50, burst 100, 4 workers)"}
 type measurement struct {
 	took          time.Duration
 	apiCPU, etcd  time.Duration // CPU time of kube-apiserver and etcd
+	managerCPU    time.Duration // CPU time of the manager (0 for the baseline)
+	machineBusy   time.Duration // CPU time of the whole machine, all processes
 	limiterWait   float64       // seconds the manager's requests waited on its rate limiter
 	writesPerAcct float64
 }
@@ -123,13 +125,16 @@ func (m measurement) boundBy(workers int) string {
 	secs := m.took.Seconds()
 	cores := float64(runtime.NumCPU())
 	cp := (m.apiCPU + m.etcd).Seconds() / secs
+	busy := m.machineBusy.Seconds() / secs
 	switch {
 	case workers > 0 && m.limiterWait > 0.5*secs:
 		return fmt.Sprintf("client rate limiter (on average %.1f requests waiting on it)", m.limiterWait/secs)
 	case cp > 0.75*cores:
 		return fmt.Sprintf("control-plane CPU (%.1f of %.0f cores)", cp, cores)
+	case busy > 0.9*cores:
+		return fmt.Sprintf("machine CPU (%.1f of %.0f cores busy; control plane %.1f, manager %.1f)", busy, cores, cp, m.managerCPU.Seconds()/secs)
 	default:
-		return fmt.Sprintf("client concurrency (control plane %.1f of %.0f cores)", cp, cores)
+		return fmt.Sprintf("client concurrency (control plane %.1f of %.0f cores, machine %.1f)", cp, cores, busy)
 	}
 }
 
@@ -173,16 +178,16 @@ func run(o options) error {
 	printf("Baseline: a plain client with no rate limit creates the same 5 objects per account at each concurrency in %v; the fastest is the baseline. ", o.baseConc)
 	printf("The operator: time from creating the GmsaAccounts (at 8 parallel creates) until every one is Ready, seen through a watch. ")
 	printf("CPU is the kube-apiserver's and etcd's own, from /proc, during the run; \"limiter\" is the time the manager's requests waited on its client-side rate limit (rest_client_rate_limiter_duration_seconds). One local kube-apiserver + etcd, on the same machine as the clients.\n\n")
-	printf("| accounts | run | time | ratio to baseline | apiserver CPU | etcd CPU | limiter wait | writes/account | bound by |\n")
-	printf("|---:|---|---:|---:|---:|---:|---:|---:|---|\n")
+	printf("| accounts | run | time | ratio to baseline | apiserver CPU | etcd CPU | manager CPU | limiter wait | writes/account | bound by |\n")
+	printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	row := func(n int, name string, ms []measurement, base time.Duration, workers int) {
 		m := median(ms)
 		ratio := "-"
 		if base > 0 {
 			ratio = fmt.Sprintf("%.2f%s", m.took.Seconds()/base.Seconds(), spreadRatio(ms, base))
 		}
-		printf("| %d | %s | %.1fs%s | %s | %.1fs | %.1fs | %.1fs | %.1f | %s |\n", n, name, m.took.Seconds(), spread(ms), ratio,
-			m.apiCPU.Seconds(), m.etcd.Seconds(), m.limiterWait, m.writesPerAcct, m.boundBy(workers))
+		printf("| %d | %s | %.1fs%s | %s | %.1fs | %.1fs | %.1fs | %.1fs | %.1f | %s |\n", n, name, m.took.Seconds(), spread(ms), ratio,
+			m.apiCPU.Seconds(), m.etcd.Seconds(), m.managerCPU.Seconds(), m.limiterWait, m.writesPerAcct, m.boundBy(workers))
 	}
 	seq := 0
 	var mgr *managerProcess
@@ -285,6 +290,16 @@ func measure(cp []int, mgr *managerProcess, f func() error) (measurement, error)
 	if err != nil {
 		return measurement{}, err
 	}
+	busy0, err := machineBusy()
+	if err != nil {
+		return measurement{}, err
+	}
+	var mgr0 time.Duration
+	if mgr != nil {
+		if mgr0, err = processCPU(mgr.PID()); err != nil {
+			return measurement{}, err
+		}
+	}
 	var lim0, w0 float64
 	if mgr != nil {
 		if lim0, err = mgr.limiterWait(); err != nil {
@@ -304,7 +319,17 @@ func measure(cp []int, mgr *managerProcess, f func() error) (measurement, error)
 		return measurement{}, err
 	}
 	m.apiCPU, m.etcd = api1-api0, etcd1-etcd0
+	busy1, err := machineBusy()
+	if err != nil {
+		return measurement{}, err
+	}
+	m.machineBusy = busy1 - busy0
 	if mgr != nil {
+		mgr1, err := processCPU(mgr.PID())
+		if err != nil {
+			return measurement{}, err
+		}
+		m.managerCPU = mgr1 - mgr0
 		time.Sleep(2 * time.Second) // let trailing events flush
 		lim1, err := mgr.limiterWait()
 		if err != nil {
@@ -393,21 +418,48 @@ func statFields(stat string) []string {
 
 // cpuTimes returns the user+system CPU time of kube-apiserver and etcd.
 func cpuTimes(pids []int) (api, etcd time.Duration, err error) {
-	var out [2]time.Duration
-	for i, pid := range pids {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return 0, 0, err
-		}
-		f := statFields(string(stat))
-		if len(f) < 15 {
-			return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
-		}
-		utime, _ := strconv.ParseInt(f[13], 10, 64)
-		stime, _ := strconv.ParseInt(f[14], 10, 64)
-		out[i] = time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 on Linux
+	if api, err = processCPU(pids[0]); err != nil {
+		return 0, 0, err
 	}
-	return out[0], out[1], nil
+	etcd, err = processCPU(pids[1])
+	return api, etcd, err
+}
+
+// processCPU returns a process's user+system CPU time.
+func processCPU(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	f := statFields(string(stat))
+	if len(f) < 15 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	utime, _ := strconv.ParseInt(f[13], 10, 64)
+	stime, _ := strconv.ParseInt(f[14], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100), nil // USER_HZ is 100 on Linux
+}
+
+// machineBusy returns the CPU time all cores spent not idle (/proc/stat).
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("unexpected /proc/stat: %q", line)
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * (time.Second / 100), nil
 }
 
 // parallel runs f(i) for i in [0, n) on workers goroutines.
