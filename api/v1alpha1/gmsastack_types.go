@@ -165,6 +165,8 @@ type WebhookSpec struct {
 
 // CertificatesSpec configures the webhook's serving certificate.
 // +kubebuilder:validation:XValidation:rule="!has(self.renewBefore) || duration(self.renewBefore) < duration(has(self.duration) ? self.duration : '8760h')",fieldPath=".renewBefore",message="renewBefore must be shorter than duration (default duration 8760h)"
+// +kubebuilder:validation:XValidation:rule="!has(self.source) || self.source != 'CertManager' || !has(self.duration) || duration(self.duration) >= duration('1h')",fieldPath=".duration",message="must be at least 1h with source CertManager: cert-manager refuses shorter certificates"
+// +kubebuilder:validation:XValidation:rule="!has(self.source) || self.source != 'CertManager' || !has(self.renewBefore) || duration(self.renewBefore) >= duration('5m')",fieldPath=".renewBefore",message="must be at least 5m with source CertManager: cert-manager refuses a shorter renewBefore"
 type CertificatesSpec struct {
 	// source is SelfSigned (default: the operator keeps a CA and the serving
 	// certificate in Secrets and rotates them) or CertManager.
@@ -172,7 +174,8 @@ type CertificatesSpec struct {
 	Source CertificateSource `json:"source,omitempty"`
 
 	// duration is the validity of the serving certificate, as a Go duration
-	// of at least 1m such as 8760h (the default).
+	// of at least 1m (1h with source CertManager) such as 8760h (the
+	// default).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
@@ -180,8 +183,9 @@ type CertificatesSpec struct {
 	Duration *metav1.Duration `json:"duration,omitempty"`
 
 	// renewBefore is how long before expiry the certificate is renewed, as a
-	// Go duration shorter than duration. Defaults to 720h, or to a third of
-	// duration when that is shorter.
+	// Go duration shorter than duration, of at least 30s (5m with source
+	// CertManager). Defaults to 720h, or to a third of duration when that is
+	// shorter.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`

@@ -257,12 +257,28 @@ func published(bundle []byte, ca *x509.Certificate) bool {
 	return false
 }
 
+// MaxCommonName is the longest commonName X.509 allows (ub-common-name);
+// cert-manager refuses a Certificate with a longer one.
+const MaxCommonName = 64
+
+// caCommonName names the operator's CA after the webhook it serves, when
+// that fits in a commonName.
 func caCommonName(dnsNames []string) string {
-	name := "gmsa-webhook"
 	if len(dnsNames) > 0 {
-		name = dnsNames[0]
+		if name := fmt.Sprintf("gmsa-operator CA for %s", dnsNames[0]); len(name) <= MaxCommonName {
+			return name
+		}
 	}
-	return fmt.Sprintf("gmsa-operator CA for %s", name)
+	return "gmsa-operator CA"
+}
+
+// servingCommonName is the serving certificate's commonName: its first DNS
+// name when that fits, else none (clients check the DNS names).
+func servingCommonName(dnsNames []string) string {
+	if len(dnsNames) > 0 && len(dnsNames[0]) <= MaxCommonName {
+		return dnsNames[0]
+	}
+	return ""
 }
 
 // CAID identifies a CA certificate (PEM) in a short, stable string.

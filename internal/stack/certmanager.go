@@ -69,7 +69,7 @@ func (c Config) CertManagerObjects() []client.Object {
 		TypeMeta:   typeMeta(cmapi.SchemeGroupVersion.String(), cmapi.CertificateKind),
 		ObjectMeta: c.meta(ServingCertificateName, true),
 		Spec: cmapi.CertificateSpec{
-			CommonName:     c.DNSNames()[0],
+			CommonName:     servingCommonName(c.DNSNames()),
 			DNSNames:       c.DNSNames(),
 			Duration:       &metav1.Duration{Duration: c.Duration},
 			RenewBefore:    &metav1.Duration{Duration: c.RenewBefore},

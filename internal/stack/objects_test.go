@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -77,5 +78,33 @@ func TestResolveRefusesWhatItCannotDo(t *testing.T) {
 	}
 	if d := c.Deployment(""); len(d.Spec.Template.Spec.Containers[0].Command) != 0 {
 		t.Errorf("a foreign image must run its own entrypoint, got command %v", d.Spec.Template.Spec.Containers[0].Command)
+	}
+}
+
+// cert-manager refuses a Certificate whose commonName is over 64 bytes; the
+// longest namespace name (63 characters) must still give valid ones.
+func TestCertManagerCommonNamesFit(t *testing.T) {
+	for _, ns := range []string{"gmsa-system", strings.Repeat("n", 26), strings.Repeat("n", 37), strings.Repeat("n", 63)} {
+		s := &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: gmsav1alpha1.GmsaStackSpec{Namespace: ns,
+			Certificates: &gmsav1alpha1.CertificatesSpec{Source: gmsav1alpha1.CertificateSourceCertManager}}}
+		cfg, err := Resolve(s, "img")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range cfg.CertManagerObjects() {
+			c, ok := obj.(*cmapi.Certificate)
+			if !ok {
+				continue
+			}
+			if len(c.Spec.CommonName) > MaxCommonName {
+				t.Errorf("namespace of %d characters: Certificate %s has a commonName of %d bytes", len(ns), c.Name, len(c.Spec.CommonName))
+			}
+			if !c.Spec.IsCA && len(c.Spec.DNSNames) == 0 {
+				t.Errorf("Certificate %s has no DNS names", c.Name)
+			}
+		}
+	}
+	if got := caCommonName([]string{"gmsa-webhook.gmsa-system.svc"}); got != "gmsa-operator CA for gmsa-webhook.gmsa-system.svc" {
+		t.Errorf("a CA name that fits is kept whole: %q", got)
 	}
 }

@@ -263,6 +263,10 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
 			"spec.certificates.duration", "should match"}),
 		Entry("stack: duration under a minute", badCase{stack(`  certificates: {duration: 30s}`),
 			"spec.certificates.duration", "must be at least 1m"}),
+		Entry("stack: CertManager with a duration cert-manager refuses", badCase{stack(`  certificates: {source: CertManager, duration: 30m}`),
+			"spec.certificates.duration", "at least 1h with source CertManager"}),
+		Entry("stack: CertManager with a renewBefore cert-manager refuses", badCase{stack(`  certificates: {source: CertManager, duration: 2h, renewBefore: 2m}`),
+			"spec.certificates.renewBefore", "at least 5m with source CertManager"}),
 		Entry("stack: unknown certificate source", badCase{stack(`  certificates: {source: Vault}`),
 			"spec.certificates.source", `supported values: "SelfSigned", "CertManager"`}),
 		Entry("stack: certManager settings with self-signed certificates", badCase{stack(`  certificates: {certManager: {issuerRef: {name: ca}}}`),
@@ -330,6 +334,8 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
     duration: 2160h
     renewBefore: 360h
     certManager: {issuerRef: {name: corp-ca, kind: ClusterIssuer}}`)),
+		Entry("CertManager at cert-manager's shortest lifetimes", stack(`  certificates: {source: CertManager, duration: 1h, renewBefore: 5m}`)),
+		Entry("SelfSigned below cert-manager's minimums (the operator issues those itself)", stack(`  certificates: {duration: 30m, renewBefore: 2m}`)),
 	)
 
 	Describe("round trip", func() {
