@@ -51,7 +51,7 @@ const StackFinalizer = "gmsa.io/stack-cleanup"
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=localsubjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;certificates,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=get
+// +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=list;watch
 
 // GmsaStackReconciler installs, for the cluster's one GmsaStack, the
 // GMSACredentialSpec CRD, the webhook with its certificate, and its
@@ -131,7 +131,11 @@ func (r *GmsaStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&admissionregistrationv1.ValidatingWebhookConfiguration{}).
 		Watches(&apiextensionsv1.CustomResourceDefinition{}, allStacks)
 	if r.CertManager {
-		b = b.Owns(&cmapi.Certificate{}).Owns(&cmapi.Issuer{})
+		// Issuers of every kind, the user's too: the one the spec names may
+		// appear or become Ready at any time.
+		b = b.Owns(&cmapi.Certificate{}).
+			Watches(&cmapi.Issuer{}, allStacks).
+			Watches(&cmapi.ClusterIssuer{}, allStacks)
 	}
 	return b.Complete(r)
 }

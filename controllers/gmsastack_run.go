@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -174,18 +175,26 @@ func (r *GmsaStackReconciler) read(ctx context.Context, s *gmsav1alpha1.GmsaStac
 		// Only cert-manager's own issuer kinds can be looked up; an
 		// external issuer (another group) is left to cert-manager to
 		// report.
+		// Issuers and ClusterIssuers are watched: one created or becoming
+		// Ready reconciles the stack at once.
 		if ref, own := cfg.CertManagerIssuerRef(); !own && ref.Group == "cert-manager.io" {
-			var issuer client.Object = &cmapi.Issuer{}
+			var issuer client.Object
+			var status *cmapi.IssuerStatus
 			key := in(ref.Name)
 			if ref.Kind == cmapi.ClusterIssuerKind {
-				issuer, key = &cmapi.ClusterIssuer{}, client.ObjectKey{Name: ref.Name}
+				ci := &cmapi.ClusterIssuer{}
+				issuer, status, key = ci, &ci.Status, client.ObjectKey{Name: ref.Name}
+			} else {
+				is := &cmapi.Issuer{}
+				issuer, status = is, &is.Status
 			}
-			err := r.APIReader.Get(ctx, key, issuer)
-			switch {
+			switch err := r.Client.Get(ctx, key, issuer); {
 			case apierrors.IsNotFound(err):
 				snap.IssuerMissing = true
 			case err != nil:
 				return snap, fmt.Errorf("read %s %s: %w", ref.Kind, key, err)
+			default:
+				snap.IssuerNotReady = issuerNotReady(status)
 			}
 		}
 	}
@@ -265,4 +274,17 @@ func (r *GmsaStackReconciler) stale(ctx context.Context, s *gmsav1alpha1.GmsaSta
 		}
 	}
 	return stale, nil
+}
+
+// issuerNotReady says why an issuer is not Ready ("" when it is).
+func issuerNotReady(st *cmapi.IssuerStatus) string {
+	for _, c := range st.Conditions {
+		if c.Type == cmapi.IssuerConditionReady {
+			if c.Status == cmmeta.ConditionTrue {
+				return ""
+			}
+			return fmt.Sprintf("%s: %s", c.Reason, c.Message)
+		}
+	}
+	return "it has no Ready condition yet"
 }

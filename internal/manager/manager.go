@@ -107,7 +107,8 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if certManager {
 		byObject[&cmapi.Certificate{}] = managed
-		byObject[&cmapi.Issuer{}] = managed
+		// Issuers and ClusterIssuers are cached whole: a GmsaStack may name
+		// one of the user's, and they are few.
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme.New(),

@@ -39,6 +39,9 @@ type Snapshot struct {
 	// IssuerMissing: the cert-manager issuer the spec names was looked up
 	// and does not exist.
 	IssuerMissing bool
+	// IssuerNotReady is, when the issuer the spec names exists and is not
+	// Ready, why (its Ready condition's reason and message).
+	IssuerNotReady string
 	// OtherSource is the certificate source whose material the stack made
 	// in its namespace, when it is not the one the spec asks for ("" when
 	// there is none): a switch of a running stack.
@@ -325,6 +328,10 @@ func (p *planner) certManager(step reconcilekit.Step) reconcilekit.Step {
 		step.Progress, step.Reason = reconcilekit.Waiting, gmsav1alpha1.ReasonCertificatePending
 		step.Message = fmt.Sprintf("waiting for cert-manager to issue Certificate %s/%s into Secret %s (kubectl describe certificate -n %s %s)",
 			p.cfg.Namespace, ServingCertificateName, TLSSecretName, p.cfg.Namespace, ServingCertificateName)
+		if why := p.snap.IssuerNotReady; why != "" {
+			ref, _ := p.cfg.CertManagerIssuerRef()
+			step.Message = fmt.Sprintf("%s %q (spec.certificates.certManager.issuerRef) is not Ready: %s; cert-manager issues nothing until it is. ", ref.Kind, ref.Name, why) + step.Message
+		}
 		return step
 	}
 	step.Reason = gmsav1alpha1.ReasonSucceeded

@@ -71,7 +71,7 @@ var PermissionUse = map[Permission]string{
 	{"cert-manager.io", "certificates", "create"}: SuiteStack, {"cert-manager.io", "certificates", "patch"}: SuiteStack,
 	{"cert-manager.io", "issuers", "get"}: SuiteStack, {"cert-manager.io", "issuers", "list"}: SuiteStack, {"cert-manager.io", "issuers", "watch"}: SuiteStack,
 	{"cert-manager.io", "issuers", "create"}: SuiteStack, {"cert-manager.io", "issuers", "patch"}: SuiteStack,
-	{"cert-manager.io", "clusterissuers", "get"}: SuiteStack,
+	{"cert-manager.io", "clusterissuers", "list"}: SuiteStack, {"cert-manager.io", "clusterissuers", "watch"}: SuiteStack,
 	// A CertManager-mode stack that moves out of a namespace it did not make
 	// deletes its Issuers and Certificates there; no suite moves one.
 	{"cert-manager.io", "certificates", "delete"}: "held: pruning after a CertManager-mode stack moves out of a namespace it did not make (not exercised)",

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -604,6 +605,28 @@ var _ = Describe("a GmsaStack", func() {
 			Expect(k8s.Create(ctx, s)).To(Succeed())
 			s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonIssuerNotFound))
 			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring(`spec.certificates.certManager.issuerRef: ClusterIssuer "corp-ca" does not exist`))
+
+			By("creating the ClusterIssuer: the stack sees it at once, and says it is not Ready (cert-manager's controllers do not run here)")
+			created := time.Now()
+			Expect(k8s.Create(ctx, &cmapi.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "corp-ca"},
+				Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: "corp-ca"}}}})).To(Succeed())
+			s = eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionCertificateReady, metav1.ConditionFalse, gmsav1alpha1.ReasonCertificatePending))
+			Expect(time.Since(created)).To(BeNumerically("<", 10*time.Second), "the issuer was not watched: the stack waited for its poll")
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring(`ClusterIssuer "corp-ca" (spec.certificates.certManager.issuerRef) is not Ready`))
+
+			By("its Ready condition, as cert-manager would set it, is quoted")
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				ci := &cmapi.ClusterIssuer{}
+				if err := k8s.Get(ctx, client.ObjectKey{Name: "corp-ca"}, ci); err != nil {
+					return err
+				}
+				ci.Status.Conditions = []cmapi.IssuerCondition{{Type: cmapi.IssuerConditionReady, Status: cmmeta.ConditionFalse, Reason: "ErrGetKeyPair", Message: `Error getting keypair for CA issuer: secrets "corp-ca" not found`}}
+				return k8s.Status().Update(ctx, ci)
+			})).To(Succeed())
+			Eventually(func() string {
+				return meta.FindStatusCondition(getStack("cm").Status.Conditions, gmsav1alpha1.ConditionReady).Message
+			}).WithTimeout(10 * time.Second).Should(ContainSubstring(`ErrGetKeyPair: Error getting keypair for CA issuer: secrets "corp-ca" not found`))
+			Expect(k8s.Delete(ctx, &cmapi.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "corp-ca"}})).To(Succeed())
 
 			By("dropping issuerRef: the operator makes a self-signed CA chain")
 			updateStack("cm", func(s *gmsav1alpha1.GmsaStack) { s.Spec.Certificates.CertManager = nil })
