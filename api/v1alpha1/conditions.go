@@ -73,6 +73,11 @@ const (
 	// ReasonWaitingForWebhook (GmsaStack): the webhook configurations are held
 	// back until the webhook Deployment is Available.
 	ReasonWaitingForWebhook = "WaitingForWebhook"
+	// ReasonWaitingForCAInjection (GmsaStack, CertManager mode): the webhook
+	// configurations are registered, but their caBundle does not yet hold the
+	// CA that signed the serving certificate (cert-manager's cainjector puts
+	// it there): the API server could not yet call the webhook.
+	ReasonWaitingForCAInjection = "WaitingForCAInjection"
 	// ReasonInvalidSpec (GmsaStack): the spec cannot be carried out as
 	// written (the message names the field); nothing was changed.
 	ReasonInvalidSpec = "InvalidSpec"

@@ -373,10 +373,55 @@ func (p *planner) admission() (reconcilekit.Step, error) {
 	m, v := p.cfg.WebhookConfigurations(bundle)
 	p.apply(m, Action{Retire: retire})
 	p.apply(v, Action{})
+	if p.cfg.CertSource == gmsav1alpha1.CertificateSourceCertManager && !p.caInjected() {
+		// cainjector fills caBundle after the configurations exist (or
+		// after a new CA): until both trust the serving certificate, the
+		// API server cannot call the webhook, so the stack is not Ready.
+		step.Progress, step.Reason = reconcilekit.Waiting, gmsav1alpha1.ReasonWaitingForCAInjection
+		step.Message = fmt.Sprintf("waiting for cert-manager's cainjector to put the CA that signed Secret %s/%s into the caBundle of both webhook configurations (annotation cert-manager.io/inject-ca-from); until then the API server cannot call the webhook. Is cainjector running?",
+			p.cfg.Namespace, TLSSecretName)
+		return step, nil
+	}
 	step.Reason = gmsav1alpha1.ReasonSucceeded
 	step.Message = fmt.Sprintf("MutatingWebhookConfiguration and ValidatingWebhookConfiguration %s send pods that mention gMSA to %s.%s.svc (failurePolicy %s, timeout %ds)",
 		WebhookName, WebhookName, p.cfg.Namespace, p.cfg.FailurePolicy, p.cfg.TimeoutSeconds)
 	return step, nil
+}
+
+// caInjected reports whether the caBundle of both live webhook
+// configurations trusts the serving certificate cert-manager issued.
+func (p *planner) caInjected() bool {
+	if p.snap.TLSSecret == nil || p.snap.Mutating == nil || p.snap.Validating == nil ||
+		len(p.snap.Mutating.Webhooks) == 0 || len(p.snap.Validating.Webhooks) == 0 {
+		return false
+	}
+	leaf, err := certs.ParseCertificate(p.snap.TLSSecret.Data[TLSCertKey])
+	if err != nil {
+		return false
+	}
+	trusts := func(bundle []byte) bool {
+		cas, err := certs.ParseCertificates(bundle)
+		if err != nil {
+			return false
+		}
+		for _, ca := range cas {
+			if signedBy(leaf, ca) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, w := range p.snap.Mutating.Webhooks {
+		if !trusts(w.ClientConfig.CABundle) {
+			return false
+		}
+	}
+	for _, w := range p.snap.Validating.Webhooks {
+		if !trusts(w.ClientConfig.CABundle) {
+			return false
+		}
+	}
+	return true
 }
 
 // prune removes what the stack made outside its namespace (it moved), once

@@ -668,9 +668,14 @@ var _ = Describe("a GmsaStack", func() {
 				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, &admissionregistrationv1.MutatingWebhookConfiguration{}))
 			}).WithTimeout(2*time.Second).Should(BeTrue(), "no webhook is registered before the Deployment is Available")
 
-			By("the webhook becomes ready: the stack registers it")
+			By("the webhook becomes ready: the stack registers it, but is not Ready until cainjector filled caBundle")
 			kl.SetServing(true)
-			eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
+			s = eventuallyStack("cm",
+				haveCondition(gmsav1alpha1.ConditionWebhookAvailable, metav1.ConditionTrue, ""),
+				haveCondition(gmsav1alpha1.ConditionAdmissionConfigured, metav1.ConditionFalse, gmsav1alpha1.ReasonWaitingForCAInjection),
+				haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionFalse, gmsav1alpha1.ReasonWaitingForCAInjection),
+				haveCondition(gmsav1alpha1.ConditionReconciling, metav1.ConditionTrue, gmsav1alpha1.ReasonWaitingForCAInjection))
+			Expect(meta.FindStatusCondition(s.Status.Conditions, gmsav1alpha1.ConditionReady).Message).To(ContainSubstring("Is cainjector running?"))
 			m, v, err := webhookConfigs()
 			Expect(err).NotTo(HaveOccurred())
 			for _, obj := range []metav1.Object{m, v} {
@@ -678,6 +683,21 @@ var _ = Describe("a GmsaStack", func() {
 			}
 			Expect(m.Webhooks[0].ClientConfig.CABundle).To(BeEmpty(), "the operator never writes caBundle in CertManager mode")
 			Expect(v.Webhooks[0].ClientConfig.CABundle).To(BeEmpty())
+			Consistently(func() bool {
+				return meta.IsStatusConditionTrue(getStack("cm").Status.Conditions, gmsav1alpha1.ConditionReady)
+			}).WithTimeout(2*time.Second).Should(BeFalse(), "Ready while the API server cannot trust the webhook")
+
+			By("cainjector fills caBundle of one configuration only: still not Ready")
+			m.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
+			Expect(k8s.Update(ctx, m)).To(Succeed())
+			Consistently(func() bool {
+				return meta.IsStatusConditionTrue(getStack("cm").Status.Conditions, gmsav1alpha1.ConditionReady)
+			}).WithTimeout(2*time.Second).Should(BeFalse(), "Ready with the validating configuration's caBundle empty")
+
+			By("and of the other: Ready")
+			v.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
+			Expect(k8s.Update(ctx, v)).To(Succeed())
+			eventuallyStack("cm", haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""))
 
 			By("an edited Certificate or Issuer is put back")
 			expectLabelsRepaired(
@@ -686,10 +706,6 @@ var _ = Describe("a GmsaStack", func() {
 			)
 
 			By("cainjector's caBundle is left alone")
-			m.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
-			Expect(k8s.Update(ctx, m)).To(Succeed())
-			v.Webhooks[0].ClientConfig.CABundle = ca.CertPEM
-			Expect(k8s.Update(ctx, v)).To(Succeed())
 			Consistently(func(g Gomega) {
 				g.Expect(k8s.Get(ctx, client.ObjectKey{Name: stack.WebhookName}, m)).To(Succeed())
 				g.Expect(bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, ca.CertPEM)).To(BeTrue())
