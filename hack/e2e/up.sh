@@ -191,7 +191,7 @@ start kube-controller-manager "${K8S_BIN}/kube-controller-manager" \
   --bind-address 127.0.0.1 --secure-port 10257 --leader-elect=false \
   --use-service-account-credentials --service-account-private-key-file "${PKI}/sa.key" \
   --root-ca-file "${PKI}/ca.crt" --cluster-signing-cert-file "${PKI}/ca.crt" --cluster-signing-key-file "${PKI}/ca.key" \
-  --allocate-node-cidrs=false --controllers '*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller'
+  --allocate-node-cidrs=false --controllers '*'
 start kube-scheduler "${NODE_BIN}/kube-scheduler" \
   --kubeconfig "${E2E_DIR}/kube-scheduler.kubeconfig" \
   --authentication-kubeconfig "${E2E_DIR}/kube-scheduler.kubeconfig" \
