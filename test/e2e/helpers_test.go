@@ -45,6 +45,13 @@ func kubectlErr(args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// kubectlCombined runs kubectl and returns its standard output and error
+// (warnings) together, failing the spec on error.
+func kubectlCombined(args ...string) string {
+	GinkgoHelper()
+	return run(cfg.kubectl, append([]string{"--kubeconfig", cfg.kubeconfig}, args...)...)
+}
+
 // run runs a command and returns its combined output, failing the spec on error.
 func run(name string, args ...string) string {
 	GinkgoHelper()
