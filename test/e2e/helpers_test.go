@@ -282,9 +282,10 @@ func gone(ctx context.Context, obj client.Object) bool {
 	return apierrors.IsNotFound(err)
 }
 
-// restartAPIServer stops kube-apiserver by its recorded PID and starts it
-// again the way up.sh did, recording the new PID. It returns when /readyz
-// answers again.
+// restartAPIServer stops kube-apiserver by its recorded PID (SIGTERM: it
+// drains, which takes up to its 60 s request timeout while watches are
+// open) and starts it again the way up.sh did, recording the new PID. It
+// returns when /readyz answers again, with the time it was unavailable.
 func restartAPIServer() (down time.Duration) {
 	GinkgoHelper()
 	pidFile := filepath.Join(cfg.dir, "pids", "kube-apiserver.pid")
@@ -294,7 +295,7 @@ func restartAPIServer() (down time.Duration) {
 	Expect(err).NotTo(HaveOccurred())
 	begin := time.Now()
 	Expect(syscall.Kill(pid, syscall.SIGTERM)).To(Succeed())
-	Eventually(func() bool { return syscall.Kill(pid, 0) != nil || isZombie(pid) }, 60*time.Second, 100*time.Millisecond).Should(BeTrue())
+	Eventually(func() bool { return syscall.Kill(pid, 0) != nil || isZombie(pid) }, 120*time.Second, 100*time.Millisecond).Should(BeTrue())
 	logf, err := os.OpenFile(filepath.Join(cfg.dir, "logs", "kube-apiserver.log"), os.O_APPEND|os.O_WRONLY, 0)
 	Expect(err).NotTo(HaveOccurred())
 	defer logf.Close()
