@@ -203,7 +203,9 @@ func (l *loadGen) one() {
 	d := time.Since(begin)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if from := l.countFrom.Load(); from != nil && begin.Before(*from) {
+	// A request is not counted if it began before countFrom, or while
+	// countFrom lay in the future.
+	if from := l.countFrom.Load(); from != nil && (begin.Before(*from) || time.Now().Before(*from)) {
 		l.skipped++
 		return
 	}
