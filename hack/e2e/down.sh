@@ -112,7 +112,15 @@ if [[ -f "${E2E_DIR}/sysctl.saved" ]]; then
   rm -f "${E2E_DIR}/sysctl.saved"
 fi
 
-# 9. The cluster's data (the logs stay).
+# 9. The kubelet's links to container logs (the pod logs stay in ${E2E_DIR}/pod-logs).
+for l in /var/log/containers/*.log; do
+  [[ -L "${l}" && "$(readlink "${l}")" == "${E2E_DIR}/pod-logs/"* ]] && rm -f "${l}"
+done
+if [[ -f "${E2E_DIR}/var-log-containers.created" ]]; then
+  rmdir /var/log/containers 2>/dev/null && rm -f "${E2E_DIR}/var-log-containers.created"
+fi
+
+# 10. The cluster's data (the logs stay).
 rm -rf "${E2E_DATA}" "${E2E_RUN}"
 rm -rf "${PIDS}"
 

@@ -27,6 +27,8 @@ for s in "${E2E_SYSCTLS[@]}"; do
   v="$(sysctl -n "${s}" 2>/dev/null)" && printf '%s=%s\n' "${s}" "${v}" >>"${E2E_DIR}/sysctl.saved"
 done
 ls /run/netns 2>/dev/null >"${E2E_DIR}/netns.before" || true
+# The kubelet links every container log into /var/log/containers (a fixed path).
+[[ -d /var/log/containers ]] || touch "${E2E_DIR}/var-log-containers.created"
 
 # --- certificates: one CA for the cluster, one for the front proxy ---
 gen_ca() { # gen_ca NAME CN
@@ -260,6 +262,7 @@ authentication:
 authorization: {mode: Webhook}
 clusterDomain: cluster.local
 resolvConf: ${E2E_DIR}/resolv.conf
+podLogsDir: ${E2E_DIR}/pod-logs
 failSwapOn: false
 serializeImagePulls: false
 evictionHard:

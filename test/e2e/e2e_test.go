@@ -473,7 +473,7 @@ patches:
 			down := restartAPIServer()
 			back := time.Now()
 			l.countFrom.Store(&back)
-			report(fmt.Sprintf("kube-apiserver restart: %.1fs until /readyz", down.Seconds()))
+			report(fmt.Sprintf("kube-apiserver restart: %.1fs until it serves pods again", down.Seconds()))
 			time.Sleep(10 * time.Second)
 			waitStackReady(ctx)
 			expectNoFailure(l, "after a kube-apiserver restart")

@@ -308,6 +308,15 @@ func restartAPIServer() (down time.Duration) {
 	go func() { _ = cmd.Wait() }()
 	Expect(os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644)).To(Succeed())
 	Eventually(func() error { _, err := kubectlErr("get", "--raw", "/readyz"); return err }, 120*time.Second, 200*time.Millisecond).Should(Succeed())
+	ready := time.Since(begin)
+	// A lone API server takes its address out of the kubernetes Service on
+	// shutdown and puts it back after it starts: until kube-proxy routes the
+	// Service again, pods (the webhook's access reviews) cannot reach it.
+	Eventually(func() string {
+		out, _ := exec.Command("iptables", "-w", "-t", "nat", "-S").CombinedOutput()
+		return string(out)
+	}, 60*time.Second, 100*time.Millisecond).Should(ContainSubstring(`"default/kubernetes:https" -m tcp -j DNAT`))
+	report(fmt.Sprintf("kube-apiserver restart: /readyz after %.1fs, kubernetes Service routed again %.1fs later", ready.Seconds(), (time.Since(begin) - ready).Seconds()))
 	return time.Since(begin)
 }
 
