@@ -24,6 +24,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if compgen -G "${PIDS}/*.pid" >/dev/null; then
+  log "a cluster of an earlier run is still recorded in ${PIDS}: taking it down first"
+  "${root}/hack/e2e/down.sh" || true
+fi
 start=${SECONDS}
 "${root}/hack/e2e/up.sh"
 log "cluster up in $((SECONDS - start))s"

@@ -493,6 +493,14 @@ patches:
 			Expect(failed).To(BeZero())
 		})
 
+		// Known defect 2 of issue 11: after a CA rollover the old CA leaves
+		// caBundle once the Deployment reports the rollout done, while pods
+		// in their shutdown delay still serve the old certificate (0.3-0.4 s
+		// of "x509: certificate signed by unknown authority" after 3 of 5
+		// rollovers in the preview). Not written yet: forcing a CA rollover
+		// from outside the operator needs a supported trigger.
+		PIt("rolls the CA over under load without an unknown-authority failure", Label("known-defect"), func() {})
+
 		It("deletes the GmsaStack: the webhook configurations go first, the webhook keeps serving for the teardown delay", Label("known-defect"), func() {
 			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhookName}}
 			vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhookName}}
