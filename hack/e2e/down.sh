@@ -93,6 +93,8 @@ for ns in $(ls /run/netns 2>/dev/null); do
   fi
 done
 
+[[ -f "${E2E_DIR}/run-netns.created" ]] && rmdir /run/netns 2>/dev/null && rm -f "${E2E_DIR}/run-netns.created"
+
 # 6. Links: the pods' host-side veths, then the bridges.
 for l in $(ip -o link show master "${E2E_BRIDGE}" 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do
   ip link delete "${l}" 2>/dev/null || true

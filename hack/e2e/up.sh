@@ -26,7 +26,7 @@ trap 'rc=$?; if ((rc)); then log "start failed"; print_logs; fi' EXIT
 for s in "${E2E_SYSCTLS[@]}"; do
   v="$(sysctl -n "${s}" 2>/dev/null)" && printf '%s=%s\n' "${s}" "${v}" >>"${E2E_DIR}/sysctl.saved"
 done
-ls /run/netns 2>/dev/null >"${E2E_DIR}/netns.before" || true
+ls /run/netns 2>/dev/null >"${E2E_DIR}/netns.before" || touch "${E2E_DIR}/run-netns.created"
 # The kubelet links every container log into /var/log/containers (a fixed path).
 [[ -d /var/log/containers ]] || touch "${E2E_DIR}/var-log-containers.created"
 
