@@ -1,20 +1,17 @@
 # One image for the manager and the admission webhook, for linux/amd64 and
-# linux/arm64 (docker buildx build --platform linux/amd64,linux/arm64 .).
-# The build stage runs the same make target as CI, so the image holds what CI
-# built; it runs on the build machine's platform and cross-compiles.
-FROM --platform=$BUILDPLATFORM golang:1.26 AS build
-WORKDIR /src
-ENV GOTOOLCHAIN=local CGO_ENABLED=0
-COPY go.mod go.sum ./
-RUN go mod download
-COPY . .
-ARG TARGETOS=linux TARGETARCH=amd64 VERSION=dev
-RUN GOOS=${TARGETOS} GOARCH=${TARGETARCH} make build VERSION=${VERSION}
-
-# Static binaries need nothing else: an empty image, a numeric non-root user.
+# linux/arm64. It holds exactly the static binaries that `make build-cross`
+# (CI) builds, so nothing is compiled inside a container and no base image is
+# pulled:
+#
+#   make build-cross
+#   docker buildx build --platform linux/amd64,linux/arm64 -t <registry>/gmsa-operator:<tag> .
+#
+# hack/ociimage assembles the same image (same files, user and entrypoint)
+# without a container engine; `make e2e` loads it into the test cluster that way.
 FROM scratch
-COPY --from=build /src/bin/manager /manager
+ARG TARGETARCH=amd64
+COPY bin/linux-${TARGETARCH}/manager /manager
 # The GmsaStack's webhook Deployment runs /webhook from this same image.
-COPY --from=build /src/bin/webhook /webhook
+COPY bin/linux-${TARGETARCH}/webhook /webhook
 USER 65532:65532
 ENTRYPOINT ["/manager"]

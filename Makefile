@@ -90,9 +90,11 @@ build: ## Build the manager and webhook binaries into bin/.
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/webhook ./cmd/webhook
 
+ARCHS ?= amd64 arm64
+
 .PHONY: build-cross
-build-cross: ## Build the manager and webhook for linux/amd64 and linux/arm64, as the image does (Dockerfile).
-	for arch in amd64 arm64; do \
+build-cross: ## Build the manager and webhook for linux/amd64 and linux/arm64 into bin/linux-<arch>/, what the image holds (Dockerfile).
+	for arch in $(ARCHS); do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/manager ./cmd/manager; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/webhook ./cmd/webhook; \
 	done
@@ -100,6 +102,23 @@ build-cross: ## Build the manager and webhook for linux/amd64 and linux/arm64, a
 .PHONY: run
 run: ## Run the manager against the cluster of the current kubeconfig.
 	go run ./cmd/manager --metrics-bind-address=127.0.0.1:8080 --health-probe-bind-address=127.0.0.1:8081
+
+##@ End to end (a real one-node cluster on this machine; needs root)
+
+export E2E_DIR ?= /tmp/gmsa-e2e
+
+.PHONY: e2e
+e2e: helm ## Build what is missing, start a one-node cluster, run test/e2e on it, take it down (logs in $(E2E_DIR)/logs).
+	./hack/e2e/run.sh
+
+.PHONY: e2e-up
+e2e-up: ## Start the one-node cluster and keep it (KUBECONFIG=$(E2E_DIR)/admin.kubeconfig).
+	./hack/e2e/build.sh
+	./hack/e2e/up.sh
+
+.PHONY: e2e-down
+e2e-down: ## Stop the one-node cluster and undo every change it made to the machine.
+	./hack/e2e/down.sh
 
 ##@ Tools (built from the Go module proxy into bin/, once per version)
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,9 +83,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.Addr, err)
 	}
-	errorLog := log.New(logWriter{s.Log.WithName("http")}, "", 0)
+	errorLog := log.New(newLogWriter(s.Log.WithName("http"), handshakeLogInterval), "", 0)
 	https := &http.Server{
-		Handler: s.withHealth(s.Handler),
+		Handler: s.withDrain(s.withHealth(s.Handler)),
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: s.Certs.GetCertificate,
@@ -148,6 +149,23 @@ func (s *Server) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// withDrain, once the server is shutting down, answers every request with
+// "Connection: close": an HTTP/1.1 client then closes the connection after
+// that response instead of keeping it idle, and on HTTP/2 the server sends
+// GOAWAY, so the client opens its next request on a new connection (to a
+// replica still in the Service's endpoints) while this one still serves.
+// Without it, the API server keeps its one keep-alive connection to a
+// terminating replica until Shutdown closes it, and a request written at that
+// moment fails ("write: broken pipe").
+func (s *Server) withDrain(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.shuttingDown.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // withHealth answers /health from the readiness checks, as upstream's
 // readiness probe expects on the HTTPS port.
 func (s *Server) withHealth(next http.Handler) http.Handler {
@@ -182,11 +200,44 @@ func (s *Server) metricsMux() http.Handler {
 	return mux
 }
 
-// logWriter sends net/http's own error log (TLS handshake errors from
-// probes and scanners, mostly) to V(1).
-type logWriter struct{ log logr.Logger }
+// handshakeLogInterval is the least time between two logged TLS handshake
+// failures; the ones in between are counted in the next message.
+const handshakeLogInterval = 10 * time.Second
 
-func (w logWriter) Write(p []byte) (int, error) {
-	w.log.V(1).Info(strings.TrimSpace(string(p)))
+// logWriter sends net/http's own error log to the logger. TLS handshake
+// failures (a client that does not trust the serving certificate, an expired
+// certificate, a TCP probe) are logged at the default level, at most once per
+// interval with the number suppressed since the last one: they are the trace
+// of admission calls that never reached the handler. The rest goes to V(1).
+type logWriter struct {
+	log      logr.Logger
+	interval time.Duration
+
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func newLogWriter(l logr.Logger, interval time.Duration) *logWriter {
+	return &logWriter{log: l, interval: interval}
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if !strings.Contains(msg, "TLS handshake error") {
+		w.log.V(1).Info(msg)
+		return len(p), nil
+	}
+	w.mu.Lock()
+	now := time.Now()
+	if !w.last.IsZero() && now.Sub(w.last) < w.interval {
+		w.suppressed++
+		w.mu.Unlock()
+		return len(p), nil
+	}
+	suppressed := w.suppressed
+	w.last, w.suppressed = now, 0
+	w.mu.Unlock()
+	w.log.Info("TLS handshake failed", "error", msg, "suppressedSinceLast", suppressed)
 	return len(p), nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 )
 
 type runningServer struct {
@@ -210,5 +211,133 @@ func TestServerFailsOnBusyAddress(t *testing.T) {
 	srv := &Server{Addr: ln.Addr().String(), Handler: http.NotFoundHandler(), Certs: NewCertReloader("x", "y", 0, logr.Discard(), nil), Log: logr.Discard()}
 	if err := srv.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "listen on") {
 		t.Errorf("Run on a busy address: %v, want a listen error", err)
+	}
+}
+
+// TestServerShutdownMovesKeepAliveClients models a webhook replica leaving a
+// Service under a steady stream of admission calls: the client (the API
+// server) keeps one keep-alive connection per replica, and once the replica
+// is shutting down new connections go to another replica (kube-proxy has
+// removed its endpoint). Shutting the replica down must fail no request: the
+// drain ("Connection: close", GOAWAY on HTTP/2) moves the client off its
+// keep-alive connection during the shutdown delay, so no connection is left
+// for Shutdown to close under a request ("write: broken pipe").
+func TestServerShutdownMovesKeepAliveClients(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		name := "http1"
+		if h2 {
+			name = "http2"
+		}
+		t.Run(name, func(t *testing.T) {
+			var ready atomic.Bool
+			ready.Store(true)
+			var servedA, servedB atomic.Int64
+			count := func(n *atomic.Int64) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					_, _ = io.Copy(io.Discard, r.Body)
+					n.Add(1)
+					_, _ = w.Write([]byte("ok"))
+				})
+			}
+			a := startServer(t, count(&servedA), &ready, 400*time.Millisecond)
+			b := startServer(t, count(&servedB), &ready, -1)
+
+			// The Service: its one endpoint is A until A begins shutting down.
+			var endpointRemoved atomic.Bool
+			dialer := &net.Dialer{}
+			tr := &http.Transport{
+				TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // connection handling, not TLS, under test
+				ForceAttemptHTTP2: h2,
+				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+					if endpointRemoved.Load() {
+						return dialer.DialContext(ctx, network, b.https)
+					}
+					return dialer.DialContext(ctx, network, a.https)
+				},
+			}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+
+			stop := make(chan struct{})
+			var failures atomic.Int64
+			var firstErr atomic.Value
+			var protoSeen atomic.Value
+			done := make(chan struct{})
+			const workers = 4
+			for i := 0; i < workers; i++ {
+				go func() {
+					defer func() { done <- struct{}{} }()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						resp, err := client.Post("https://webhook.test/validate", "application/json", strings.NewReader(`{}`))
+						if err == nil {
+							_, _ = io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+							protoSeen.Store(resp.Proto)
+							if resp.StatusCode != http.StatusOK {
+								err = errors.New(resp.Status)
+							}
+						}
+						if err != nil {
+							failures.Add(1)
+							firstErr.CompareAndSwap(nil, err.Error())
+						}
+					}
+				}()
+			}
+			time.Sleep(200 * time.Millisecond) // keep-alive connections to A in use
+			endpointRemoved.Store(true)
+			a.cancel()
+			select {
+			case err := <-a.done:
+				if err != nil {
+					t.Errorf("A's Run: %v", err)
+				}
+				a.done <- nil // for the cleanup
+			case <-time.After(10 * time.Second):
+				t.Fatal("A did not shut down")
+			}
+			time.Sleep(200 * time.Millisecond) // load goes on after A is gone
+			close(stop)
+			for i := 0; i < workers; i++ {
+				<-done
+			}
+			wantProto := "HTTP/1.1"
+			if h2 {
+				wantProto = "HTTP/2.0"
+			}
+			if p, _ := protoSeen.Load().(string); p != wantProto {
+				t.Errorf("protocol %q, want %q", p, wantProto)
+			}
+			if n := failures.Load(); n != 0 {
+				t.Errorf("%d requests failed while a replica shut down (A served %d, B %d); first: %v",
+					n, servedA.Load(), servedB.Load(), firstErr.Load())
+			}
+			if servedA.Load() == 0 || servedB.Load() == 0 {
+				t.Errorf("A served %d, B %d: the load did not move from A to B", servedA.Load(), servedB.Load())
+			}
+		})
+	}
+}
+
+func TestLogWriterRateLimitsHandshakeErrors(t *testing.T) {
+	var lines []string
+	l := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{Verbosity: 0})
+	w := newLogWriter(l, time.Hour)
+	for i := 0; i < 5; i++ {
+		_, _ = w.Write([]byte("http: TLS handshake error from 10.0.0.1:1234: remote error: tls: bad certificate\n"))
+	}
+	_, _ = w.Write([]byte("http: some other server error\n")) // V(1): not at the default level
+	if len(lines) != 1 || !strings.Contains(lines[0], "TLS handshake failed") || !strings.Contains(lines[0], "bad certificate") {
+		t.Fatalf("default-level lines %q, want one handshake failure", lines)
+	}
+	w.last = time.Now().Add(-2 * time.Hour) // the interval has passed
+	_, _ = w.Write([]byte("http: TLS handshake error from 10.0.0.1:1235: EOF\n"))
+	if len(lines) != 2 || !strings.Contains(lines[1], `"suppressedSinceLast"=4`) {
+		t.Fatalf("second line %q, want the 4 suppressed counted", lines)
 	}
 }

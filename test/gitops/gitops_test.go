@@ -400,4 +400,8 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 	It("needed the permissions the shipped RBAC grants it for GitOps setups (each one is in use)", func() {
 		Expect(requests.Missing(harness.SuiteGitOps)).To(BeEmpty())
 	})
+
+	It("was refused nothing, on the leader-election path (Lease, its Events) included", func() {
+		Expect(requests.Forbidden()).To(BeEmpty())
+	})
 })

@@ -130,9 +130,21 @@ func ManagerRolePermissions() (map[Permission]bool, error) {
 
 // RequestRecorder records the permissions the requests through it need.
 type RequestRecorder struct {
-	mu     sync.Mutex
-	seen   map[Permission]bool
-	writes []string
+	mu        sync.Mutex
+	seen      map[Permission]bool
+	writes    []string
+	forbidden []string
+}
+
+// Forbidden returns the requests the API server refused (403), as
+// "METHOD path: verb group/resource", in order. Every request of the
+// manager's clients goes through the recorder, the leader elector's and the
+// event recorder's included, so a permission missing from any of the
+// shipped roles shows here.
+func (r *RequestRecorder) Forbidden() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.forbidden...)
 }
 
 // Writes returns the write requests (method and path) recorded so far.
@@ -151,6 +163,15 @@ func (r *RequestRecorder) Wrap(next http.RoundTripper) http.RoundTripper {
 			r.mu.Unlock()
 		}
 		resp, err := next.RoundTrip(req)
+		if err == nil && resp.StatusCode == http.StatusForbidden {
+			entry := req.Method + " " + req.URL.Path
+			if p, ok := permissionOf(req); ok {
+				entry += ": " + p.String()
+			}
+			r.mu.Lock()
+			r.forbidden = append(r.forbidden, entry)
+			r.mu.Unlock()
+		}
 		if err != nil || resp.StatusCode == http.StatusForbidden {
 			return resp, err
 		}

@@ -56,3 +56,32 @@ func TestPermissionOf(t *testing.T) {
 		}
 	}
 }
+
+// TestRecorderKeepsForbidden: a refused request is listed with the
+// permission it lacked, and does not count as that permission in use.
+func TestRecorderKeepsForbidden(t *testing.T) {
+	r := &RequestRecorder{}
+	rt := r.Wrap(roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		code := http.StatusOK
+		if req.URL.Path == "/api/v1/namespaces/gmsa-operator-system/events" {
+			code = http.StatusForbidden
+		}
+		return &http.Response{StatusCode: code, Body: http.NoBody, Request: req}, nil
+	}))
+	for _, u := range []string{"/api/v1/namespaces/gmsa-operator-system/events", "/apis/events.k8s.io/v1/namespaces/default/events"} {
+		req, err := http.NewRequest(http.MethodPost, "https://127.0.0.1"+u, http.NoBody)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "POST /api/v1/namespaces/gmsa-operator-system/events: create core/events"
+	if got := r.Forbidden(); len(got) != 1 || got[0] != want {
+		t.Errorf("Forbidden() = %q, want [%q]", got, want)
+	}
+	if r.seen[Permission{"", "events", "create"}] || !r.seen[Permission{"events.k8s.io", "events", "create"}] {
+		t.Errorf("seen %v: the refused request must not count, the allowed one must", r.seen)
+	}
+}
