@@ -501,7 +501,7 @@ patches:
 		// from outside the operator needs a supported trigger.
 		PIt("rolls the CA over under load without an unknown-authority failure", Label("known-defect"), func() {})
 
-		It("deletes the GmsaStack: the webhook configurations go first, the webhook keeps serving for the teardown delay", Label("known-defect"), func() {
+		It("deletes the GmsaStack: the webhook configurations go first, the webhook keeps serving for the teardown delay", func() {
 			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhookName}}
 			vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhookName}}
 			dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: webhookNS, Name: webhookName}}
