@@ -254,9 +254,18 @@ func (c Config) CRD() (*apiextensionsv1.CustomResourceDefinition, error) {
 }
 
 // NamespaceObject is the webhook's namespace, made when it does not exist.
+//
+// It enforces the restricted Pod Security Standard: the webhook runs as a
+// non-root user with a read-only root filesystem and no privilege, and
+// nothing else belongs there.
 func (c Config) NamespaceObject() *corev1.Namespace {
-	return &corev1.Namespace{TypeMeta: typeMeta("v1", "Namespace"), ObjectMeta: c.meta(c.Namespace, false)}
+	ns := &corev1.Namespace{TypeMeta: typeMeta("v1", "Namespace"), ObjectMeta: c.meta(c.Namespace, false)}
+	ns.Labels[PodSecurityEnforceLabel] = "restricted"
+	return ns
 }
+
+// PodSecurityEnforceLabel sets the Pod Security Standard a namespace enforces.
+const PodSecurityEnforceLabel = "pod-security.kubernetes.io/enforce"
 
 // ServiceAccount of the webhook pods.
 func (c Config) ServiceAccount() *corev1.ServiceAccount {

@@ -227,20 +227,13 @@ patches:
 			waitStackReady(ctx)
 			report(fmt.Sprintf("samples GmsaStack applied -> Ready: %.1fs", time.Since(begin).Seconds()))
 
+			By("the operator's namespace enforces PSA restricted, and a recreated webhook pod is admitted under it")
 			ns := &corev1.Namespace{}
 			Expect(k8s.Get(ctx, types.NamespacedName{Name: webhookNS}, ns)).To(Succeed())
-			if ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
-				// Found on the real node: the operator does not label its
-				// namespace. Enforce restricted here; the API server warns
-				// about any running pod that violates it, and a recreated
-				// pod must be admitted under it.
-				report("FINDING: the GmsaStack's namespace " + webhookNS + " has no pod-security.kubernetes.io/enforce label; the test enforces restricted")
-				out := kubectlCombined("label", "namespace", webhookNS, "pod-security.kubernetes.io/enforce=restricted", "--overwrite")
-				Expect(out).NotTo(ContainSubstring("Warning"), "running webhook pods violate PSA restricted")
-				kubectl("delete", "pod", "-n", webhookNS, webhookPods(ctx)[0].Name)
-				Eventually(func() int { return len(readyPods(webhookPods(ctx))) }).Should(Equal(2))
-				waitStackReady(ctx)
-			}
+			Expect(ns.Labels).To(HaveKeyWithValue("pod-security.kubernetes.io/enforce", "restricted"))
+			kubectl("delete", "pod", "-n", webhookNS, webhookPods(ctx)[0].Name)
+			Eventually(func() int { return len(readyPods(webhookPods(ctx))) }).Should(Equal(2))
+			waitStackReady(ctx)
 
 			pods := webhookPods(ctx)
 			Expect(pods).To(HaveLen(2))
