@@ -7,6 +7,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	authorizationclient "k8s.io/client-go/kubernetes/typed/authorization/v1"
 
 	"github.com/gmsa-operator/gmsa-operator/internal/admission"
@@ -56,6 +57,16 @@ func (a *SARAuthorizer) MayUse(ctx context.Context, namespace, serviceAccount, c
 	}
 	start := time.Now()
 	got, err := a.client.LocalSubjectAccessReviews(namespace).Create(ctx, review, metav1.CreateOptions{})
+	if utilnet.IsConnectionRefused(err) {
+		// A lone API server that just restarted is, for about a second, not
+		// yet back behind the kubernetes Service (measured on a real node).
+		// A review changes nothing, so asking once more is safe.
+		select {
+		case <-ctx.Done():
+		case <-time.After(RefusedRetryDelay):
+			got, err = a.client.LocalSubjectAccessReviews(namespace).Create(ctx, review, metav1.CreateOptions{})
+		}
+	}
 	a.metrics.ObserveAuthorization(time.Since(start))
 	if err != nil {
 		return false, "", fmt.Errorf("create LocalSubjectAccessReview: %w", err)
@@ -66,6 +77,10 @@ func (a *SARAuthorizer) MayUse(ctx context.Context, namespace, serviceAccount, c
 	}
 	return got.Status.Allowed && !got.Status.Denied, reason, nil
 }
+
+// RefusedRetryDelay is how long the authorizer waits before asking once more
+// when the API server refused the connection.
+const RefusedRetryDelay = 300 * time.Millisecond
 
 // ServiceAccountUser is the user name of a service account, as the API
 // server authenticates its tokens.

@@ -3,6 +3,9 @@ package cluster
 import (
 	"context"
 	"errors"
+	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,5 +144,41 @@ func TestSARAuthorizerAsksForTheServiceAccount(t *testing.T) {
 	})
 	if _, _, err := NewSARAuthorizer(client.AuthorizationV1(), nil).MayUse(context.Background(), "team-a", "app", "webapp1"); err == nil {
 		t.Error("a failed review returned no error")
+	}
+}
+
+// A refused connection (the API server restarting) is asked once more; a
+// second refusal, or any other error, is returned.
+func TestSARAuthorizerRetriesARefusedConnectionOnce(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, tc := range []struct {
+		name     string
+		failures int
+		wantErr  bool
+		wantSent int
+	}{
+		{"refused once, then answered", 1, false, 2},
+		{"refused twice", 2, true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := kubefake.NewClientset()
+			sent := 0
+			client.PrependReactor("create", "localsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				sent++
+				if sent <= tc.failures {
+					return true, nil, refused
+				}
+				out := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.LocalSubjectAccessReview).DeepCopy()
+				out.Status.Allowed = true
+				return true, out, nil
+			})
+			ok, _, err := NewSARAuthorizer(client.AuthorizationV1(), nil).MayUse(context.Background(), "team-a", "app", "webapp1")
+			if (err != nil) != tc.wantErr || (err == nil && !ok) {
+				t.Fatalf("MayUse = %v, %v; want error %v", ok, err, tc.wantErr)
+			}
+			if sent != tc.wantSent {
+				t.Errorf("%d reviews sent, want %d", sent, tc.wantSent)
+			}
+		})
 	}
 }
