@@ -209,10 +209,6 @@ func (r *GmsaAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	return ctrl.Result{}, err
 }
 
-// CacheLagRequeue is how soon a reconcile that found the cache behind runs
-// again.
-const CacheLagRequeue = time.Second
-
 func (r *GmsaAccountReconciler) writeStatus(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, o account.Outcome) error {
 	next := account.Status(acct, o, metav1.Now())
 	return reconcilekit.WriteStatus(ctx, r.Client, r.Recorder, acct, &acct.Status, next,

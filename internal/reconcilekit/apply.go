@@ -362,10 +362,6 @@ func describeOwner(obj metav1.Object) string {
 	return ""
 }
 
-// DescribeOwner says who made an object, as far as its metadata tells
-// ("" when it does not).
-func DescribeOwner(obj metav1.Object) string { return describeOwner(obj) }
-
 // ApplyMap converts a typed object into the map server-side apply takes:
 // without status, creationTimestamp or null values, and with the applied
 // hash annotation.
