@@ -15,10 +15,12 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -26,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
@@ -47,8 +50,10 @@ const StackFinalizer = "gmsa.io/stack-cleanup"
 // +kubebuilder:rbac:groups="",resources=serviceaccounts;services;secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingadmissionpolicies;mutatingadmissionpolicybindings;validatingadmissionpolicies;validatingadmissionpolicybindings,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=localsubjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;certificates,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=list;watch
@@ -69,10 +74,17 @@ type GmsaStackReconciler struct {
 	// CertManager is true when cert-manager's CRDs were installed when the
 	// manager started (its kinds are then watched).
 	CertManager bool
+	// PolicyAPI is true when the API server served
+	// admissionregistration.k8s.io/v1 MutatingAdmissionPolicy when the
+	// manager started (the policy kinds are then watched, and Auto means
+	// Policy).
+	PolicyAPI bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	applier *reconcilekit.Applier
+	applier    *reconcilekit.Applier
+	controller controller.Controller
+	allStacks  handler.EventHandler
 }
 
 func (r *GmsaStackReconciler) now() time.Time {
@@ -130,6 +142,13 @@ func (r *GmsaStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&admissionregistrationv1.MutatingWebhookConfiguration{}).
 		Owns(&admissionregistrationv1.ValidatingWebhookConfiguration{}).
 		Watches(&apiextensionsv1.CustomResourceDefinition{}, allStacks)
+	if r.PolicyAPI {
+		b = b.Owns(&admissionregistrationv1.MutatingAdmissionPolicy{}).
+			Owns(&admissionregistrationv1.MutatingAdmissionPolicyBinding{}).
+			Owns(&admissionregistrationv1.ValidatingAdmissionPolicy{}).
+			Owns(&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}).
+			Owns(&corev1.ConfigMap{})
+	}
 	if r.CertManager {
 		// Issuers of every kind, the user's too: the one the spec names may
 		// appear or become Ready at any time.
@@ -137,7 +156,22 @@ func (r *GmsaStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			Watches(&cmapi.Issuer{}, allStacks).
 			Watches(&cmapi.ClusterIssuer{}, allStacks)
 	}
-	return b.Complete(r)
+	c, err := b.Build(r)
+	r.controller, r.allStacks = c, allStacks
+	return err
+}
+
+// WatchCredSpecs makes every GMSACredentialSpec's change reconcile the
+// stack, which publishes them in Policy mode. It is called once the
+// GMSACredentialSpec CRD is Established (the stack may be what installs
+// it).
+func (r *GmsaStackReconciler) WatchCredSpecs(mgr ctrl.Manager) error {
+	if !r.PolicyAPI {
+		return nil
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(CredentialSpecGVK)
+	return r.controller.Watch(source.Kind(mgr.GetCache(), client.Object(u), r.allStacks))
 }
 
 // Reconcile brings one GmsaStack's objects to the desired state and
@@ -244,6 +278,16 @@ func (r *GmsaStackReconciler) finalize(ctx context.Context, s *gmsav1alpha1.Gmsa
 			&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
 			&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: stack.WebhookName}},
 		}
+		if r.PolicyAPI {
+			// The bindings before their policies and parameter objects (the
+			// garbage collector's order is none): a binding left without
+			// its parameters would refuse gMSA pods.
+			configs = append(configs,
+				&admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}},
+				&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}},
+				&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: stack.ContentPolicyName}},
+			)
+		}
 		var present []client.Object
 		for _, obj := range configs {
 			err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), obj)
@@ -270,7 +314,7 @@ func (r *GmsaStackReconciler) finalize(ctx context.Context, s *gmsav1alpha1.Gmsa
 			}
 			changes.Record(r.Recorder, s)
 			r.Recorder.Eventf(s, nil, corev1.EventTypeNormal, gmsav1alpha1.ReasonDeleting, "Delete",
-				"removed the webhook configurations; the webhook Deployment, Service and Secrets go %s later; the GMSACredentialSpec CRD and every credspec stay", stack.TeardownDelay)
+				"removed the webhook configurations and admission policy bindings; the rest goes %s later; the GMSACredentialSpec CRD and every credspec stay", stack.TeardownDelay)
 		}
 		if wait := stack.RetirementWait(s.Status.RetiredWebhook, r.now()); wait > 0 {
 			logger.V(1).Info("keeping the webhook while API servers drop its configurations", "wait", wait)

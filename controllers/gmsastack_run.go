@@ -10,15 +10,18 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/admission"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
 	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 	"github.com/gmsa-operator/gmsa-operator/internal/stack"
@@ -52,6 +55,7 @@ func (r *GmsaStackReconciler) run(ctx context.Context, s *gmsav1alpha1.GmsaStack
 	}
 	steps, err := r.apply(ctx, s, plan, changes)
 	o.Steps, o.NotAfter, o.ReadyReplicas = steps, plan.NotAfter, plan.ReadyReplicas
+	o.Mode, o.ModeReason = plan.Mode, plan.ModeReason
 	return o, plan, err
 }
 
@@ -70,6 +74,11 @@ func (r *GmsaStackReconciler) apply(ctx context.Context, s *gmsav1alpha1.GmsaSta
 			}
 			ranAnyway[act.Step] = true
 		}
+		if act.Retire != "" {
+			if err := r.retire(ctx, s, act.Retire); err != nil {
+				return steps, err
+			}
+		}
 		if act.Delete {
 			deleted, err := reconcilekit.DeleteOwned(ctx, r.Client, act.Object, s.UID)
 			if err != nil {
@@ -79,11 +88,6 @@ func (r *GmsaStackReconciler) apply(ctx context.Context, s *gmsav1alpha1.GmsaSta
 				changes.Add(reconcilekit.ReasonDeleted, act.Object, act.Note)
 			}
 			continue
-		}
-		if act.Retire != "" {
-			if err := r.retire(ctx, s, act.Retire); err != nil {
-				return steps, err
-			}
 		}
 		var opts []reconcilekit.ApplyOption
 		if act.Adopt {
@@ -167,6 +171,9 @@ func (r *GmsaStackReconciler) read(ctx context.Context, s *gmsav1alpha1.GmsaStac
 		}
 	}
 
+	if err := r.readPolicies(ctx, s, cfg, &snap); err != nil {
+		return snap, err
+	}
 	var err error
 	if snap.OtherSource, err = r.otherSource(ctx, s, cfg); err != nil {
 		return snap, err
@@ -200,6 +207,119 @@ func (r *GmsaStackReconciler) read(ctx context.Context, s *gmsav1alpha1.GmsaStac
 	}
 	snap.Stale, err = r.stale(ctx, s, cfg)
 	return snap, err
+}
+
+// readPolicies reads, where the API server serves admission policies, the
+// stack's policies, bindings and parameter objects; in Policy mode also
+// every credspec and what is left of Webhook mode.
+func (r *GmsaStackReconciler) readPolicies(ctx context.Context, s *gmsav1alpha1.GmsaStack, cfg stack.Config, snap *stack.Snapshot) error {
+	snap.PolicyAPI = r.PolicyAPI
+	if !r.PolicyAPI {
+		return nil
+	}
+	for _, obj := range []client.Object{
+		&admissionregistrationv1.MutatingAdmissionPolicy{}, &admissionregistrationv1.MutatingAdmissionPolicyBinding{},
+		&admissionregistrationv1.ValidatingAdmissionPolicy{}, &admissionregistrationv1.ValidatingAdmissionPolicyBinding{},
+	} {
+		gvk, err := r.Client.GroupVersionKindFor(obj)
+		if err != nil {
+			return err
+		}
+		for _, name := range []string{stack.PolicyName, stack.ContentPolicyName} {
+			if gvk.Kind == "MutatingAdmissionPolicy" || gvk.Kind == "MutatingAdmissionPolicyBinding" {
+				if name != stack.PolicyName {
+					continue
+				}
+			}
+			o := obj.DeepCopyObject().(client.Object)
+			err := r.Client.Get(ctx, client.ObjectKey{Name: name}, o)
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read %s %s: %w", gvk.Kind, name, err)
+			}
+			if metav1.IsControlledBy(o, s) {
+				o.GetObjectKind().SetGroupVersionKind(gvk)
+				snap.Policies = append(snap.Policies, o)
+			}
+		}
+	}
+	cms := &corev1.ConfigMapList{}
+	if err := r.Client.List(ctx, cms, client.MatchingLabels{gmsav1alpha1.LabelStack: s.Name}); err != nil {
+		return fmt.Errorf("list ConfigMaps: %w", err)
+	}
+	for i := range cms.Items {
+		cm := &cms.Items[i]
+		if !metav1.IsControlledBy(cm, s) {
+			continue
+		}
+		cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+		switch {
+		case cm.Namespace == cfg.Namespace && cm.Name == stack.PolicyIndexName:
+			snap.Index = cm
+		case cm.Namespace == cfg.Namespace && cm.Labels[stack.PolicyShardLabel] == "true":
+			snap.Shards = append(snap.Shards, cm)
+		default: // in a namespace the stack left
+			snap.Stale = append(snap.Stale, cm)
+		}
+	}
+	if mode, _, ok := stack.ResolveMode(cfg, r.PolicyAPI); !ok || mode != gmsav1alpha1.AdmissionModePolicy {
+		return nil
+	}
+	specs := &unstructured.UnstructuredList{}
+	specs.SetGroupVersionKind(CredentialSpecGVK.GroupVersion().WithKind(CredentialSpecGVK.Kind + "List"))
+	if err := r.Client.List(ctx, specs); err != nil && !meta.IsNoMatchError(err) {
+		return fmt.Errorf("list GMSACredentialSpecs: %w", err)
+	}
+	snap.CredSpecs = make(map[string]stack.Published, len(specs.Items))
+	for i := range specs.Items {
+		u := &specs.Items[i]
+		content, err := admission.ContentOf(u.Object)
+		if err != nil {
+			// Published without content: refused as the webhook refuses
+			// a credspec it cannot read.
+			log.FromContext(ctx).Info("credspec content cannot be published", "credspec", u.GetName(), "error", err.Error())
+		}
+		snap.CredSpecs[u.GetName()] = stack.Published{Content: content}
+	}
+	webhook, err := r.webhookObjects(ctx, s, cfg)
+	snap.WebhookObjects = webhook
+	return err
+}
+
+// webhookObjects lists the stack's Webhook mode objects in its namespace
+// and cluster-wide (not the webhook configurations).
+func (r *GmsaStackReconciler) webhookObjects(ctx context.Context, s *gmsav1alpha1.GmsaStack, cfg stack.Config) ([]client.Object, error) {
+	mine := client.MatchingLabels{gmsav1alpha1.LabelStack: s.Name}
+	lists := []client.ObjectList{
+		&appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.SecretList{}, &corev1.ServiceAccountList{}, &policyv1.PodDisruptionBudgetList{},
+		&rbacv1.ClusterRoleList{}, &rbacv1.ClusterRoleBindingList{},
+	}
+	if r.CertManager {
+		lists = append(lists, &cmapi.CertificateList{}, &cmapi.IssuerList{})
+	}
+	var objs []client.Object
+	for _, l := range lists {
+		if err := r.Client.List(ctx, l, mine); err != nil {
+			return nil, fmt.Errorf("list %T: %w", l, err)
+		}
+		if err := meta.EachListItem(l, func(o runtime.Object) error {
+			obj := o.(client.Object)
+			if (obj.GetNamespace() == cfg.Namespace || obj.GetNamespace() == "") && metav1.IsControlledBy(obj, s) {
+				gvk, err := r.Client.GroupVersionKindFor(obj)
+				if err != nil {
+					return err
+				}
+				obj.GetObjectKind().SetGroupVersionKind(gvk)
+				objs = append(objs, obj)
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return objs, nil
 }
 
 // otherSource says which certificate source's material the stack made in

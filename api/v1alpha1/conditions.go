@@ -89,6 +89,13 @@ const (
 	ReasonCertManagerNotInstalled = "CertManagerNotInstalled"
 	// ReasonDeleting: the object is being deleted.
 	ReasonDeleting = "Deleting"
+	// ReasonPolicyNotServed (GmsaStack): admission.mode is Policy, and the
+	// API server does not serve admissionregistration.k8s.io/v1
+	// MutatingAdmissionPolicy (Kubernetes before 1.36).
+	ReasonPolicyNotServed = "PolicyNotServed"
+	// ReasonSwitchingMode (GmsaStack): the admission mode changes; the new
+	// one serves, and the old one is removed after the teardown delay.
+	ReasonSwitchingMode = "SwitchingMode"
 )
 
 // Labels the operator puts on every object it generates. It never copies the

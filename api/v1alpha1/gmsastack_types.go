@@ -35,6 +35,25 @@ const (
 	CertificateSourceCertManager CertificateSource = "CertManager"
 )
 
+// AdmissionMode says what admits gMSA pods.
+// +kubebuilder:validation:Enum=Webhook;Policy;Auto
+type AdmissionMode string
+
+const (
+	// AdmissionModeWebhook: the admission webhook Deployment, called by the
+	// API server through webhook configurations (every Kubernetes version).
+	AdmissionModeWebhook AdmissionMode = "Webhook"
+	// AdmissionModePolicy: no webhook; the API server fills in and checks
+	// credspecs itself with a MutatingAdmissionPolicy and
+	// ValidatingAdmissionPolicies (admissionregistration.k8s.io/v1,
+	// Kubernetes 1.36 and later).
+	AdmissionModePolicy AdmissionMode = "Policy"
+	// AdmissionModeAuto: Policy where the API server serves
+	// MutatingAdmissionPolicy in admissionregistration.k8s.io/v1 and
+	// nothing asks for the webhook (webhook.randomHostname), else Webhook.
+	AdmissionModeAuto AdmissionMode = "Auto"
+)
+
 // LogLevel is the webhook's log verbosity (the upstream webhook's LOG_LEVEL).
 // +kubebuilder:validation:Enum=trace;debug;info;warning;error
 type LogLevel string
@@ -48,11 +67,13 @@ const (
 	DefaultLogLevel             = LogLevel("info")
 	DefaultCRDPolicy            = CRDPolicyManage
 	DefaultCertSource           = CertificateSourceSelfSigned
+	DefaultAdmissionMode        = AdmissionModeAuto
 )
 
 // GmsaStackSpec is the desired gMSA admission stack. Every field is optional;
 // an empty spec installs the stack with its defaults.
 // +kubebuilder:validation:XValidation:rule="!has(self.certificates) || !has(self.certificates.certManager) || (has(self.certificates.source) && self.certificates.source == 'CertManager')",fieldPath=".certificates.certManager",message="certManager may only be set when certificates.source is CertManager"
+// +kubebuilder:validation:XValidation:rule="!has(self.admission) || !has(self.admission.mode) || self.admission.mode != 'Policy' || !has(self.webhook) || !has(self.webhook.randomHostname) || !self.webhook.randomHostname",fieldPath=".admission.mode",message="Policy mode cannot set a random hostname (CEL has no random numbers): unset webhook.randomHostname, or use mode Webhook"
 type GmsaStackSpec struct {
 	// namespace is where the webhook Deployment, Service and Secrets live.
 	// Defaults to gmsa-system. The webhooks never act on this namespace.
@@ -67,14 +88,31 @@ type GmsaStackSpec struct {
 	// +optional
 	CredentialSpecCRD *CredentialSpecCRDSpec `json:"credentialSpecCRD,omitempty"`
 
+	// admission says what admits gMSA pods: the webhook, or admission
+	// policies the API server runs itself.
+	// +optional
+	Admission *AdmissionSpec `json:"admission,omitempty"`
+
 	// webhook configures the admission webhook Deployment and its
-	// registration with the API server.
+	// registration with the API server. In Policy mode only failurePolicy
+	// and namespaceSelector apply (to the policies).
 	// +optional
 	Webhook *WebhookSpec `json:"webhook,omitempty"`
 
 	// certificates configures the webhook's serving certificate.
 	// +optional
 	Certificates *CertificatesSpec `json:"certificates,omitempty"`
+}
+
+// AdmissionSpec says what admits gMSA pods.
+type AdmissionSpec struct {
+	// mode is Webhook, Policy or Auto (the default): Policy where the API
+	// server serves admissionregistration.k8s.io/v1 MutatingAdmissionPolicy
+	// (Kubernetes 1.36 and later), Webhook otherwise. Switching a running
+	// stack keeps pods checked throughout: the new mode serves before the
+	// old one is removed.
+	// +optional
+	Mode AdmissionMode `json:"mode,omitempty"`
 }
 
 // CredentialSpecCRDSpec says how the GMSACredentialSpec CRD is treated. The
@@ -252,6 +290,10 @@ type GmsaStackStatus struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
+	// admission is the admission mode in force, and why.
+	// +optional
+	Admission *AdmissionStatus `json:"admission,omitempty"`
+
 	// readyReplicas of the webhook Deployment.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
@@ -263,6 +305,17 @@ type GmsaStackStatus struct {
 	// teardown delay after retiredWebhook.since.
 	// +optional
 	RetiredWebhook *RetiredWebhook `json:"retiredWebhook,omitempty"`
+}
+
+// AdmissionStatus is the admission mode in force.
+type AdmissionStatus struct {
+	// mode in force: Webhook or Policy.
+	// +required
+	Mode AdmissionMode `json:"mode"`
+
+	// reason the mode was chosen (spec.admission.mode, or what Auto found).
+	// +optional
+	Reason string `json:"reason,omitempty"`
 }
 
 // RetiredWebhook is a webhook the webhook configurations no longer call.
@@ -285,6 +338,7 @@ type RetiredWebhook struct {
 // +kubebuilder:resource:scope=Cluster,categories=gmsa
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.status.admission.mode`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type GmsaStack struct {
 	metav1.TypeMeta `json:",inline"`

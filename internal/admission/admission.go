@@ -415,6 +415,25 @@ func CanonicalJSON(raw []byte) (string, error) {
 	return string(out), nil
 }
 
+// ContentField is the field of a GMSACredentialSpec that holds the
+// credential spec.
+const ContentField = "credspec"
+
+// ContentOf returns a GMSACredentialSpec's credspec field (obj is the whole
+// object) as the webhook inlines it, compact JSON with sorted keys, or ""
+// when it has none. Webhook mode and Policy mode both publish this form.
+func ContentOf(obj map[string]any) (string, error) {
+	v, ok := obj[ContentField]
+	if !ok || v == nil || v == "" {
+		return "", nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encode the credspec field: %w", err)
+	}
+	return CanonicalJSON(raw)
+}
+
 // RandomHostname returns 15 random lowercase hexadecimal characters: a
 // valid DNS label and NetBIOS name.
 func RandomHostname() string {

@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -85,6 +86,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	policyAPI, err := PolicyAPIServed(cfg)
+	if err != nil {
+		return nil, err
+	}
 	managed := cache.ByObject{Label: ManagedSelector()}
 	byObject := map[client.Object]cache.ByObject{
 		&rbacv1.ClusterRole{}:           managed,
@@ -104,6 +109,13 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// controllers); of the ones the operator did not make, only what
 		// the GmsaAccount controller reads (name, deletion) is kept.
 		&corev1.Namespace{}: {Transform: trimNamespace},
+	}
+	if policyAPI {
+		byObject[&admissionregistrationv1.MutatingAdmissionPolicy{}] = managed
+		byObject[&admissionregistrationv1.MutatingAdmissionPolicyBinding{}] = managed
+		byObject[&admissionregistrationv1.ValidatingAdmissionPolicy{}] = managed
+		byObject[&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}] = managed
+		byObject[&corev1.ConfigMap{}] = managed
 	}
 	if certManager {
 		byObject[&cmapi.Certificate{}] = managed
@@ -136,13 +148,15 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if workers <= 0 {
 		workers = 4
 	}
-	if err := (&controllers.GmsaStackReconciler{
+	stacks := &controllers.GmsaStackReconciler{
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
 		Recorder:      mgr.GetEventRecorder("gmsa-operator"),
 		OperatorImage: opts.OperatorImage,
 		CertManager:   certManager,
-	}).SetupWithManager(mgr); err != nil {
+		PolicyAPI:     policyAPI,
+	}
+	if err := stacks.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up GmsaStack controller: %w", err)
 	}
 	accounts := &controllers.GmsaAccountReconciler{
@@ -156,6 +170,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	// the one that installs it: start the GmsaAccount controller once the
 	// CRD is there.
 	if err := mgr.Add(&afterCRD{reader: mgr.GetAPIReader(), setup: func(ctx context.Context) error {
+		if err := stacks.WatchCredSpecs(mgr); err != nil {
+			return fmt.Errorf("watch GMSACredentialSpecs for Policy mode: %w", err)
+		}
 		return accounts.SetupWithManager(ctx, mgr)
 	}}); err != nil {
 		return nil, err
@@ -180,6 +197,29 @@ func metricsOptions(addr string, secure bool) metricsserver.Options {
 		o.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	return o
+}
+
+// PolicyAPIServed reports whether the API server serves
+// MutatingAdmissionPolicy in admissionregistration.k8s.io/v1 (Kubernetes
+// 1.36 and later), which Policy mode needs.
+func PolicyAPIServed(cfg *rest.Config) (bool, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, fmt.Errorf("create discovery client: %w", err)
+	}
+	list, err := dc.ServerResourcesForGroupVersion(admissionregistrationv1.SchemeGroupVersion.String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("discover %s: %w", admissionregistrationv1.SchemeGroupVersion, err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name == "mutatingadmissionpolicies" {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // crdInstalled reports whether the API server has the named CRD.

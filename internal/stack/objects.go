@@ -81,9 +81,12 @@ type Config struct {
 	Affinity          *corev1.Affinity
 	PriorityClassName string
 	CertSource        gmsav1alpha1.CertificateSource
-	Duration          time.Duration
-	RenewBefore       time.Duration
-	IssuerRef         *gmsav1alpha1.IssuerReference
+	// AdmissionMode is the mode the spec asks for (Auto by default); see
+	// ResolveMode for the one in force.
+	AdmissionMode gmsav1alpha1.AdmissionMode
+	Duration      time.Duration
+	RenewBefore   time.Duration
+	IssuerRef     *gmsav1alpha1.IssuerReference
 }
 
 // Resolve applies the defaults to a GmsaStack's spec. operatorImage is the
@@ -102,9 +105,13 @@ func Resolve(s *gmsav1alpha1.GmsaStack, operatorImage string) (Config, error) {
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 		},
-		CertSource:  gmsav1alpha1.DefaultCertSource,
-		Duration:    DefaultDuration,
-		RenewBefore: DefaultRenewBefore,
+		CertSource:    gmsav1alpha1.DefaultCertSource,
+		AdmissionMode: gmsav1alpha1.DefaultAdmissionMode,
+		Duration:      DefaultDuration,
+		RenewBefore:   DefaultRenewBefore,
+	}
+	if a := s.Spec.Admission; a != nil && a.Mode != "" {
+		c.AdmissionMode = a.Mode
 	}
 	if c.Namespace == "" {
 		c.Namespace = gmsav1alpha1.DefaultNamespace

@@ -49,6 +49,24 @@ type Snapshot struct {
 	// Stale are the stack's objects outside its namespace (after a move):
 	// whole namespaces it made there, or its objects one by one.
 	Stale []client.Object
+
+	// PolicyAPI: the API server serves admissionregistration.k8s.io/v1
+	// MutatingAdmissionPolicy (found when the operator started).
+	PolicyAPI bool
+	// Policies are the live Policy mode policies and bindings of the
+	// stack; Index and Shards its live parameter objects.
+	Policies []client.Object
+	Index    *corev1.ConfigMap
+	Shards   []*corev1.ConfigMap
+	// CredSpecs are every GMSACredentialSpec of the cluster as Policy mode
+	// publishes them (read in Policy mode only).
+	CredSpecs map[string]Published
+	// WebhookObjects are the stack's Webhook mode objects in its namespace
+	// and cluster-wide (ServiceAccount, Service, Deployment,
+	// PodDisruptionBudget, Secrets, cert-manager objects, ClusterRole and
+	// ClusterRoleBinding), but not the webhook configurations: what Policy
+	// mode removes once the webhook is retired.
+	WebhookObjects []client.Object
 }
 
 // Action is one write of a plan.
@@ -88,6 +106,10 @@ type Plan struct {
 	// NotAfter of the serving certificate; ReadyReplicas of the webhook.
 	NotAfter      *metav1.Time
 	ReadyReplicas int32
+	// Mode is the admission mode in force and ModeReason why ("" when the
+	// spec cannot be served).
+	Mode       gmsav1alpha1.AdmissionMode
+	ModeReason string
 }
 
 // CRDWait is how soon a stack waiting for its CRD to be Established looks
@@ -111,7 +133,15 @@ const IssuerWait = 30 * time.Second
 // delay, renewals) come from persisted times and now, never from memory.
 func PlanStack(s *gmsav1alpha1.GmsaStack, cfg Config, snap Snapshot, now time.Time) (Plan, error) {
 	p := &planner{s: s, cfg: cfg, snap: snap, now: now}
-	steps := []func() (reconcilekit.Step, error){p.crd, p.base, p.certificates, p.deployment, p.admission, p.prune}
+	mode, why, servable := ResolveMode(cfg, snap.PolicyAPI)
+	p.plan.Mode, p.plan.ModeReason = mode, why
+	if !servable {
+		return p.unservable(why)
+	}
+	steps := []func() (reconcilekit.Step, error){p.crd, p.base, p.certificates, p.deployment, p.admission, p.prune, p.retirePolicies}
+	if mode == gmsav1alpha1.AdmissionModePolicy {
+		steps = []func() (reconcilekit.Step, error){p.crd, p.policyBase, p.policies, p.retireWebhook, p.prune}
+	}
 	for i, step := range steps {
 		st, err := step()
 		if err != nil {
@@ -121,11 +151,11 @@ func PlanStack(s *gmsav1alpha1.GmsaStack, cfg Config, snap Snapshot, now time.Ti
 		if st.Progress == reconcilekit.Done || st.Continue {
 			continue
 		}
-		if i == 3 && (snap.Mutating == nil || snap.Validating == nil) { // the Deployment is not Available
+		if mode == gmsav1alpha1.AdmissionModeWebhook && i == 3 && (snap.Mutating == nil || snap.Validating == nil) { // the Deployment is not Available
 			p.plan.Steps = append(p.plan.Steps, reconcilekit.Step{Condition: gmsav1alpha1.ConditionAdmissionConfigured, Progress: reconcilekit.Waiting,
 				Reason: gmsav1alpha1.ReasonWaitingForWebhook, Message: "the webhook configurations are created once the webhook Deployment is Available, so that no pod is sent to a webhook that does not answer"})
 		}
-		if i < 2 && cfg.CertSource == gmsav1alpha1.CertificateSourceSelfSigned && snap.TLSSecret != nil {
+		if mode == gmsav1alpha1.AdmissionModeWebhook && i < 2 && cfg.CertSource == gmsav1alpha1.CertificateSourceSelfSigned && snap.TLSSecret != nil {
 			// Installed before: keep the running webhook's certificate
 			// from expiring unnoticed.
 			st, err := p.certificates()
@@ -428,16 +458,24 @@ func (p *planner) caInjected() bool {
 // the webhook configurations call the new namespace (the step runs only
 // then) and the retired webhook's teardown delay is over.
 func (p *planner) prune() (reconcilekit.Step, error) {
+	gone := p.snap.Stale
+	if p.plan.Mode == gmsav1alpha1.AdmissionModePolicy {
+		gone = append(gone, p.snap.WebhookObjects...)
+	}
 	wait := RetirementWait(p.s.Status.RetiredWebhook, p.now)
 	if p.retiring { // retired by this very pass
 		wait = TeardownDelay
 	}
 	if wait > 0 {
 		p.requeue(wait)
+		if p.plan.Mode == gmsav1alpha1.AdmissionModePolicy && len(p.snap.WebhookObjects) > 0 {
+			return reconcilekit.Step{Progress: reconcilekit.Waiting, Reason: gmsav1alpha1.ReasonSwitchingMode,
+				Message: fmt.Sprintf("switching to Policy mode: the webhook configurations are removed; the webhook goes %s after that", TeardownDelay)}, nil
+		}
 		return reconcilekit.Step{}, nil
 	}
-	for _, obj := range p.snap.Stale {
-		p.plan.Actions = append(p.plan.Actions, Action{Step: p.step(), Object: obj, Delete: true, Note: "no longer in the stack's namespace"})
+	for _, obj := range gone {
+		p.plan.Actions = append(p.plan.Actions, Action{Step: p.step(), Object: obj, Delete: true, Note: "no longer in the stack's namespace or mode"})
 	}
 	return reconcilekit.Step{}, nil
 }

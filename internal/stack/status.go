@@ -19,6 +19,10 @@ type Outcome struct {
 	Image         string
 	ReadyReplicas int32
 	NotAfter      *metav1.Time
+	// Mode is the admission mode in force and ModeReason why; an empty
+	// Mode leaves the status's as it was.
+	Mode       gmsav1alpha1.AdmissionMode
+	ModeReason string
 }
 
 // Status returns the GmsaStack status after a reconcile. Conditions keep
@@ -29,6 +33,12 @@ type Outcome struct {
 func Status(s *gmsav1alpha1.GmsaStack, o Outcome, now metav1.Time) gmsav1alpha1.GmsaStackStatus {
 	st := *s.Status.DeepCopy()
 	st.Namespace, st.Image, st.ReadyReplicas, st.CertificateNotAfter = o.Namespace, o.Image, o.ReadyReplicas, o.NotAfter
+	if o.Mode != "" {
+		st.Admission = &gmsav1alpha1.AdmissionStatus{Mode: o.Mode, Reason: o.ModeReason}
+	}
+	if o.Mode == gmsav1alpha1.AdmissionModePolicy {
+		st.Image, st.ReadyReplicas, st.CertificateNotAfter = "", 0, nil
+	}
 	reconcilekit.Summarize(reconcilekit.Summary{Conditions: &st.Conditions, ObservedGeneration: &st.ObservedGeneration},
 		s.Generation, o.Steps, gmsav1alpha1.ReasonSucceeded, "the gMSA admission stack is installed and serving", now)
 	return st

@@ -599,6 +599,7 @@ var _ = Describe("a GmsaStack", func() {
 		It("in CertManager mode makes the Issuers and Certificates, waits for cert-manager's Secret, and leaves caBundle to cainjector", func() {
 			By("naming an issuer that does not exist")
 			s := &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "cm"}, Spec: gmsav1alpha1.GmsaStackSpec{
+				Admission: &gmsav1alpha1.AdmissionSpec{Mode: gmsav1alpha1.AdmissionModeWebhook},
 				Certificates: &gmsav1alpha1.CertificatesSpec{Source: gmsav1alpha1.CertificateSourceCertManager,
 					CertManager: &gmsav1alpha1.CertManagerSpec{IssuerRef: &gmsav1alpha1.IssuerReference{Name: "corp-ca", Kind: "ClusterIssuer"}}},
 			}}

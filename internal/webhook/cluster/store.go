@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -21,10 +20,6 @@ import (
 
 // CredSpecGVR is the resource the store watches.
 var CredSpecGVR = schema.GroupVersionResource{Group: credspeccrd.Group, Version: "v1", Resource: credspeccrd.Resource}
-
-// contentField is the field of a GMSACredentialSpec that holds the
-// credential spec document.
-const contentField = "credspec"
 
 // ErrNotSynced is returned by lookups before the store has its first full
 // list of credential specs.
@@ -142,17 +137,9 @@ func (s *CredSpecStore) delete(obj any) {
 // credSpecOf returns the canonical JSON of an object's credspec field, or
 // an empty CredSpec if it has none.
 func credSpecOf(u *unstructured.Unstructured) (admission.CredSpec, error) {
-	v, ok := u.Object[contentField]
-	if !ok || v == nil || v == "" {
-		return admission.CredSpec{}, nil
-	}
-	raw, err := json.Marshal(v)
+	content, err := admission.ContentOf(u.Object)
 	if err != nil {
-		return admission.CredSpec{}, fmt.Errorf("encode credspec %s: %w", u.GetName(), err)
-	}
-	content, err := admission.CanonicalJSON(raw)
-	if err != nil {
-		return admission.CredSpec{}, fmt.Errorf("canonicalize credspec %s: %w", u.GetName(), err)
+		return admission.CredSpec{}, fmt.Errorf("credspec %s: %w", u.GetName(), err)
 	}
 	return admission.CredSpec{Content: content}, nil
 }
