@@ -53,7 +53,7 @@ const StackFinalizer = "gmsa.io/stack-cleanup"
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingadmissionpolicies;mutatingadmissionpolicybindings;validatingadmissionpolicies;validatingadmissionpolicybindings,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=gmsa.io,resources=gmsacredspecsets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=localsubjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;certificates,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=list;watch
@@ -147,7 +147,7 @@ func (r *GmsaStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			Owns(&admissionregistrationv1.MutatingAdmissionPolicyBinding{}).
 			Owns(&admissionregistrationv1.ValidatingAdmissionPolicy{}).
 			Owns(&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}).
-			Owns(&corev1.ConfigMap{})
+			Owns(&gmsav1alpha1.GmsaCredSpecSet{})
 	}
 	if r.CertManager {
 		// Issuers of every kind, the user's too: the one the spec names may
@@ -286,6 +286,9 @@ func (r *GmsaStackReconciler) finalize(ctx context.Context, s *gmsav1alpha1.Gmsa
 				&admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}},
 				&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}},
 				&admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: stack.ContentPolicyName}},
+				&admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}},
+				&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}},
+				&admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: stack.ContentPolicyName}},
 			)
 		}
 		var present []client.Object

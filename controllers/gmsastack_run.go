@@ -245,16 +245,16 @@ func (r *GmsaStackReconciler) readPolicies(ctx context.Context, s *gmsav1alpha1.
 			}
 		}
 	}
-	cms := &corev1.ConfigMapList{}
+	cms := &gmsav1alpha1.GmsaCredSpecSetList{}
 	if err := r.Client.List(ctx, cms, client.MatchingLabels{gmsav1alpha1.LabelStack: s.Name}); err != nil {
-		return fmt.Errorf("list ConfigMaps: %w", err)
+		return fmt.Errorf("list GmsaCredSpecSets: %w", err)
 	}
 	for i := range cms.Items {
 		cm := &cms.Items[i]
 		if !metav1.IsControlledBy(cm, s) {
 			continue
 		}
-		cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+		cm.SetGroupVersionKind(gmsav1alpha1.GroupVersion.WithKind("GmsaCredSpecSet"))
 		switch {
 		case cm.Namespace == cfg.Namespace && cm.Name == stack.PolicyIndexName:
 			snap.Index = cm

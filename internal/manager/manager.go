@@ -115,7 +115,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		byObject[&admissionregistrationv1.MutatingAdmissionPolicyBinding{}] = managed
 		byObject[&admissionregistrationv1.ValidatingAdmissionPolicy{}] = managed
 		byObject[&admissionregistrationv1.ValidatingAdmissionPolicyBinding{}] = managed
-		byObject[&corev1.ConfigMap{}] = managed
+		byObject[&gmsav1alpha1.GmsaCredSpecSet{}] = managed
 	}
 	if certManager {
 		byObject[&cmapi.Certificate{}] = managed

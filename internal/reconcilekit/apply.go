@@ -314,7 +314,32 @@ func (a *Applier) update(ctx context.Context, gvk schema.GroupVersionKind, key c
 	u := &unstructured.Unstructured{Object: runtime.DeepCopyJSON(want)}
 	u.SetGroupVersionKind(gvk)
 	//nolint:staticcheck // Patch with client.Apply takes unstructured objects as they are.
-	if err := a.Client.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+	err = a.Client.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership)
+	if apierrors.IsInvalid(err) {
+		// Server-side apply merges list sets and maps with what other
+		// managers own, and the merge itself can be invalid (a Warn added
+		// to validationActions next to the Deny the operator applies).
+		// The object is the operator's: replace its content whole, with a
+		// JSON patch guarded by the resourceVersion just read.
+		log.FromContext(ctx).Info("server-side apply cannot merge with someone's change; replacing the object's content", "kind", gvk.Kind, "object", key, "reason", err.Error())
+		ops := []map[string]any{{"op": "test", "path": "/metadata/resourceVersion", "value": full.GetResourceVersion()}}
+		for k, v := range want {
+			if k == "metadata" || k == "apiVersion" || k == "kind" || k == "status" {
+				continue
+			}
+			op := "add"
+			if _, ok := full.Object[k]; ok {
+				op = "replace"
+			}
+			ops = append(ops, map[string]any{"op": op, "path": "/" + k, "value": v})
+		}
+		body, merr := json.Marshal(ops)
+		if merr != nil {
+			return fmt.Errorf("%s %s: encode the replacement: %w", gvk.Kind, key, merr)
+		}
+		err = a.Client.Patch(ctx, full, client.RawPatch(types.JSONPatchType, body), client.FieldOwner(FieldManager))
+	}
+	if err != nil {
 		return fmt.Errorf("apply %s %s: %w", gvk.Kind, key, err)
 	}
 	return nil
@@ -426,6 +451,12 @@ func Subset(want, have any) bool {
 			if !Subset(wv, hv) {
 				return false
 			}
+			// A label selector means what all its terms say together: a
+			// term someone added narrows it, so it must match exactly
+			// (the API server defaults nothing in one).
+			if selectorKeys[k] && !Subset(hv, wv) {
+				return false
+			}
 		}
 		return true
 	case []any:
@@ -443,6 +474,10 @@ func Subset(want, have any) bool {
 		return reflect.DeepEqual(want, have)
 	}
 }
+
+// selectorKeys name the fields that hold label selectors in the objects the
+// operator applies.
+var selectorKeys = map[string]bool{"namespaceSelector": true, "objectSelector": true, "selector": true}
 
 func isEmpty(v any) bool {
 	switch t := v.(type) {

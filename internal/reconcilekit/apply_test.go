@@ -29,6 +29,12 @@ func TestSubset(t *testing.T) {
 		{"list order matters", []any{"a", "b"}, []any{"b", "a"}, false},
 		{"a map where a list is wanted", []any{"a"}, map[string]any{}, false},
 		{"numbers compare by type and value", int64(2), int64(2), true},
+		{"a term added to a label selector is a difference",
+			map[string]any{"namespaceSelector": map[string]any{"matchExpressions": []any{"e"}}},
+			map[string]any{"namespaceSelector": map[string]any{"matchExpressions": []any{"e"}, "matchLabels": map[string]any{"nobody": "true"}}}, false},
+		{"an equal label selector matches",
+			map[string]any{"objectSelector": map[string]any{"matchLabels": map[string]any{"a": "b"}}},
+			map[string]any{"objectSelector": map[string]any{"matchLabels": map[string]any{"a": "b"}}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := Subset(tc.want, tc.have); got != tc.ok {

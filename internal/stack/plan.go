@@ -56,8 +56,8 @@ type Snapshot struct {
 	// Policies are the live Policy mode policies and bindings of the
 	// stack; Index and Shards its live parameter objects.
 	Policies []client.Object
-	Index    *corev1.ConfigMap
-	Shards   []*corev1.ConfigMap
+	Index    *gmsav1alpha1.GmsaCredSpecSet
+	Shards   []*gmsav1alpha1.GmsaCredSpecSet
 	// CredSpecs are every GMSACredentialSpec of the cluster as Policy mode
 	// publishes them (read in Policy mode only).
 	CredSpecs map[string]Published
@@ -138,7 +138,10 @@ func PlanStack(s *gmsav1alpha1.GmsaStack, cfg Config, snap Snapshot, now time.Ti
 	if !servable {
 		return p.unservable(why)
 	}
-	steps := []func() (reconcilekit.Step, error){p.crd, p.base, p.certificates, p.deployment, p.admission, p.prune, p.retirePolicies}
+	steps := []func() (reconcilekit.Step, error){p.crd, p.base, p.certificates, p.deployment, p.admission, p.prune}
+	if snap.PolicyAPI {
+		steps = append(steps, p.retirePolicies)
+	}
 	if mode == gmsav1alpha1.AdmissionModePolicy {
 		steps = []func() (reconcilekit.Step, error){p.crd, p.policyBase, p.policies, p.retireWebhook, p.prune}
 	}

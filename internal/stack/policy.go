@@ -11,7 +11,7 @@ package stack
 //     credspec has a credspec field and "0" when it has none. The checks
 //     that a name exists read it.
 //   - the shards (label PolicyShardLabel): the content, name -> compact JSON,
-//     spread over a power-of-two number of ConfigMaps by a hash of the name
+//     spread over a power-of-two number of objects by a hash of the name
 //     so that none nears the API server's object size limit. The mutation
 //     and the content check bind to every shard; a name's content sits in
 //     one of them (in two, with equal content, while they are resharded).
@@ -29,8 +29,9 @@ import (
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 )
 
 // Names and labels of the Policy mode objects.
@@ -42,7 +43,7 @@ const (
 	// ContentPolicyName names the ValidatingAdmissionPolicy (and binding)
 	// that checks content given with a name against the shards.
 	ContentPolicyName = "gmsa-content.windows.k8s.io"
-	// PolicyIndexName is the ConfigMap that lists every credspec name.
+	// PolicyIndexName is the GmsaCredSpecSet that lists every credspec name.
 	PolicyIndexName = "gmsa-credspec-index"
 	// PolicyShardPrefix starts the name of every content shard:
 	// gmsa-credspecs-<shards>-<index>.
@@ -51,8 +52,7 @@ const (
 	// by it.
 	PolicyShardLabel = "gmsa.io/credspec-shard"
 	// ShardBudget is the most data bytes (keys and values) a shard holds:
-	// well under the API server's limit of about 1.5 MiB per object, and
-	// the 1 MiB a ConfigMap may hold.
+	// well under the API server's limit of about 1.5 MiB per object.
 	ShardBudget = 768 << 10
 	// IndexBudget is the most data bytes the index holds (about 25,000
 	// credspecs of 30-character names).
@@ -76,7 +76,7 @@ type Published struct {
 // credspecs (by name). The number of shards is the smallest power of two
 // at which each stays within ShardBudget. It fails when the index itself
 // would not fit in IndexBudget.
-func (c Config) PolicyParams(specs map[string]Published) (index *corev1.ConfigMap, shards []*corev1.ConfigMap, err error) {
+func (c Config) PolicyParams(specs map[string]Published) (index *gmsav1alpha1.GmsaCredSpecSet, shards []*gmsav1alpha1.GmsaCredSpecSet, err error) {
 	idx := make(map[string]string, len(specs))
 	size := 0
 	for name, p := range specs {
@@ -90,7 +90,7 @@ func (c Config) PolicyParams(specs map[string]Published) (index *corev1.ConfigMa
 	if size > IndexBudget {
 		return nil, nil, fmt.Errorf("spec.admission.mode Policy: the %d GMSACredentialSpecs' names take %d bytes, more than the %d one parameter object may hold; use mode Webhook", len(specs), size, IndexBudget)
 	}
-	index = c.configMap(PolicyIndexName, nil)
+	index = c.credSpecSet(PolicyIndexName, nil)
 	index.Data = idx
 
 	n := 1
@@ -106,7 +106,7 @@ func (c Config) PolicyParams(specs map[string]Published) (index *corev1.ConfigMa
 		n *= 2
 	}
 	for i, data := range parts {
-		cm := c.configMap(ShardName(n, i), map[string]string{PolicyShardLabel: "true"})
+		cm := c.credSpecSet(ShardName(n, i), map[string]string{PolicyShardLabel: "true"})
 		cm.Data = data
 		shards = append(shards, cm)
 	}
@@ -145,10 +145,10 @@ func shard(specs map[string]Published, n int) ([]map[string]string, error) {
 	return parts, nil
 }
 
-func (c Config) configMap(name string, labels map[string]string) *corev1.ConfigMap {
+func (c Config) credSpecSet(name string, labels map[string]string) *gmsav1alpha1.GmsaCredSpecSet {
 	m := c.meta(name, true)
 	maps.Copy(m.Labels, labels)
-	return &corev1.ConfigMap{TypeMeta: typeMeta("v1", "ConfigMap"), ObjectMeta: m}
+	return &gmsav1alpha1.GmsaCredSpecSet{TypeMeta: typeMeta(gmsav1alpha1.GroupVersion.String(), "GmsaCredSpecSet"), ObjectMeta: m}
 }
 
 // PolicyObjects returns the policies and bindings of Policy mode: the
@@ -158,7 +158,7 @@ func (c Config) configMap(name string, labels map[string]string) *corev1.ConfigM
 func (c Config) PolicyObjects() (*admissionregistrationv1.MutatingAdmissionPolicy, *admissionregistrationv1.MutatingAdmissionPolicyBinding,
 	[]*admissionregistrationv1.ValidatingAdmissionPolicy, []*admissionregistrationv1.ValidatingAdmissionPolicyBinding) {
 	policy := c.FailurePolicy
-	configMaps := &admissionregistrationv1.ParamKind{APIVersion: "v1", Kind: "ConfigMap"}
+	setKind := &admissionregistrationv1.ParamKind{APIVersion: gmsav1alpha1.GroupVersion.String(), Kind: "GmsaCredSpecSet"}
 	conditions := []admissionregistrationv1.MatchCondition{{Name: "mentions-gmsa", Expression: MentionsGMSA}}
 	deny := admissionregistrationv1.DenyAction
 	shards := &admissionregistrationv1.ParamRef{
@@ -177,7 +177,7 @@ func (c Config) PolicyObjects() (*admissionregistrationv1.MutatingAdmissionPolic
 		TypeMeta:   typeMeta(admissionregistrationv1.SchemeGroupVersion.String(), "MutatingAdmissionPolicy"),
 		ObjectMeta: c.meta(PolicyName, false),
 		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
-			ParamKind: configMaps,
+			ParamKind: setKind,
 			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{
 				namedPodRule([]string{"pods"}, admissionregistrationv1.Create),
 				namedPodRule([]string{"pods/ephemeralcontainers"}, admissionregistrationv1.Update),
@@ -199,7 +199,7 @@ func (c Config) PolicyObjects() (*admissionregistrationv1.MutatingAdmissionPolic
 		TypeMeta:   typeMeta(admissionregistrationv1.SchemeGroupVersion.String(), "ValidatingAdmissionPolicy"),
 		ObjectMeta: c.meta(PolicyName, false),
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			ParamKind:        configMaps,
+			ParamKind:        setKind,
 			MatchConstraints: validateRules,
 			MatchConditions:  conditions,
 			Variables:        append(freshVariables(), admitVariables()...),
@@ -211,7 +211,7 @@ func (c Config) PolicyObjects() (*admissionregistrationv1.MutatingAdmissionPolic
 		TypeMeta:   typeMeta(admissionregistrationv1.SchemeGroupVersion.String(), "ValidatingAdmissionPolicy"),
 		ObjectMeta: c.meta(ContentPolicyName, false),
 		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			ParamKind:        configMaps,
+			ParamKind:        setKind,
 			MatchConstraints: validateRules,
 			MatchConditions:  conditions,
 			Variables:        append(freshVariables(), contentVariables()...),
@@ -420,12 +420,3 @@ func contentValidations() []admissionregistrationv1.Validation {
 	}}
 }
 
-// PolicyShardNames lists the names of every shard ConfigMap in shards.
-func PolicyShardNames(shards []*corev1.ConfigMap) []string {
-	names := make([]string, 0, len(shards))
-	for _, s := range shards {
-		names = append(names, s.Name)
-	}
-	slices.Sort(names)
-	return names
-}

@@ -106,7 +106,7 @@ func (p *planner) policies() (reconcilekit.Step, error) {
 	p.apply(mb, Action{})
 	step.Reason = gmsav1alpha1.ReasonSucceeded
 	step.Message = fmt.Sprintf("MutatingAdmissionPolicy %s and ValidatingAdmissionPolicies %s and %s fill in and check pods that mention gMSA, in the API server (failurePolicy %s); "+
-		"%d credspecs are published in ConfigMaps %s and %s* of namespace %s (%d of them)",
+		"%d credspecs are published in GmsaCredSpecSets %s and %s* of namespace %s (%d of them)",
 		PolicyName, PolicyName, ContentPolicyName, p.cfg.FailurePolicy, len(p.snap.CredSpecs), PolicyIndexName, PolicyShardPrefix, p.cfg.Namespace, len(shards))
 	return step, nil
 }
@@ -181,7 +181,7 @@ func (p *planner) retirePolicies() (reconcilekit.Step, error) {
 		if t, err := time.Parse(time.RFC3339Nano, p.snap.Index.Annotations[PolicyRetiredAnnotation]); err == nil {
 			retiredAt = t
 		} else {
-			index := p.cfg.configMap(PolicyIndexName, nil)
+			index := p.cfg.credSpecSet(PolicyIndexName, nil)
 			index.Data = p.snap.Index.Data
 			index.Annotations = map[string]string{PolicyRetiredAnnotation: p.now.UTC().Format(time.RFC3339Nano)}
 			p.apply(index, Action{Note: "Webhook mode: the parameter objects go " + TeardownDelay.String() + " after the policies"})

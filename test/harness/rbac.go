@@ -31,6 +31,7 @@ const (
 	SuiteStack    = "test/stack"
 	SuiteAccounts = "controllers"
 	SuiteGitOps   = "test/gitops"
+	SuitePolicy   = "test/policy"
 	// Escalation: never requested; RBAC lets the operator grant only what
 	// it holds itself, so it holds what its generated roles grant.
 	Escalation = "escalation"
@@ -99,6 +100,23 @@ var PermissionUse = map[Permission]string{
 	{"windows.k8s.io", "gmsacredentialspecs", "watch"}: SuiteAccounts, {"windows.k8s.io", "gmsacredentialspecs", "create"}: SuiteAccounts,
 	{"windows.k8s.io", "gmsacredentialspecs", "patch"}: SuiteAccounts, {"windows.k8s.io", "gmsacredentialspecs", "delete"}: SuiteAccounts,
 	{"windows.k8s.io", "gmsacredentialspecs", "use"}: Escalation + ": each GmsaAccount's ClusterRole grants it",
+	// Policy mode.
+	{"admissionregistration.k8s.io", "mutatingadmissionpolicies", "get"}: SuitePolicy, {"admissionregistration.k8s.io", "mutatingadmissionpolicies", "list"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "mutatingadmissionpolicies", "watch"}: SuitePolicy, {"admissionregistration.k8s.io", "mutatingadmissionpolicies", "create"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "mutatingadmissionpolicies", "patch"}: SuitePolicy, {"admissionregistration.k8s.io", "mutatingadmissionpolicies", "delete"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "get"}: SuitePolicy, {"admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "list"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "watch"}: SuitePolicy, {"admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "create"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "patch"}: SuitePolicy, {"admissionregistration.k8s.io", "mutatingadmissionpolicybindings", "delete"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "validatingadmissionpolicies", "get"}: SuitePolicy, {"admissionregistration.k8s.io", "validatingadmissionpolicies", "list"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "validatingadmissionpolicies", "watch"}: SuitePolicy, {"admissionregistration.k8s.io", "validatingadmissionpolicies", "create"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "validatingadmissionpolicies", "patch"}: SuitePolicy, {"admissionregistration.k8s.io", "validatingadmissionpolicies", "delete"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "validatingadmissionpolicybindings", "get"}: SuitePolicy, {"admissionregistration.k8s.io", "validatingadmissionpolicybindings", "list"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "validatingadmissionpolicybindings", "watch"}: SuitePolicy, {"admissionregistration.k8s.io", "validatingadmissionpolicybindings", "create"}: SuitePolicy,
+	{"admissionregistration.k8s.io", "validatingadmissionpolicybindings", "patch"}: SuitePolicy, {"admissionregistration.k8s.io", "validatingadmissionpolicybindings", "delete"}: SuitePolicy,
+	{"gmsa.io", "gmsacredspecsets", "get"}: SuitePolicy, {"gmsa.io", "gmsacredspecsets", "list"}: SuitePolicy, {"gmsa.io", "gmsacredspecsets", "watch"}: SuitePolicy,
+	{"gmsa.io", "gmsacredspecsets", "create"}: SuitePolicy, {"gmsa.io", "gmsacredspecsets", "patch"}: SuitePolicy, {"gmsa.io", "gmsacredspecsets", "delete"}: SuitePolicy,
+	// Switching to Policy mode removes the webhook's ClusterRoleBinding.
+	{"rbac.authorization.k8s.io", "clusterrolebindings", "delete"}: SuitePolicy,
 }
 
 // ManagerRolePermissions reads config/rbac/role.yaml into permissions.
