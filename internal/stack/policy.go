@@ -419,4 +419,3 @@ func contentValidations() []admissionregistrationv1.Validation {
 			"'\" does not match the contents of GMSA resource \"' + variables.mismatched[0].name + '\"'",
 	}}
 }
-

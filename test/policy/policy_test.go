@@ -501,16 +501,22 @@ var _ = Describe("Policy mode", Ordered, func() {
 		m := &admissionregistrationv1.MutatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}}
 		edit(m, func() { m.Spec.FailurePolicy = ptrTo(admissionregistrationv1.Ignore) })
 		mb := &admissionregistrationv1.MutatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}}
-		edit(mb, func() { mb.Spec.MatchResources.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"nobody": "true"}} })
+		edit(mb, func() {
+			mb.Spec.MatchResources.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"nobody": "true"}}
+		})
 		v := &admissionregistrationv1.ValidatingAdmissionPolicy{ObjectMeta: metav1.ObjectMeta{Name: stack.PolicyName}}
 		edit(v, func() { v.Spec.Validations = v.Spec.Validations[:1] })
 		vb := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: stack.ContentPolicyName}}
-		edit(vb, func() { vb.Spec.ValidationActions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn} })
+		edit(vb, func() {
+			vb.Spec.ValidationActions = []admissionregistrationv1.ValidationAction{admissionregistrationv1.Warn}
+		})
 		shards := &gmsav1alpha1.GmsaCredSpecSetList{}
 		Expect(k8s.List(ctx, shards, client.InNamespace(namespace), client.MatchingLabels{stack.PolicyShardLabel: "true"})).To(Succeed())
 		Expect(shards.Items).To(HaveLen(1))
 		shard := &shards.Items[0]
-		edit(shard, func() { shard.Data["webapp1"] = `{"CmsPlugins":["ActiveDirectory"],"DomainJoinConfig":{"DnsName":"evil.com"}}` })
+		edit(shard, func() {
+			shard.Data["webapp1"] = `{"CmsPlugins":["ActiveDirectory"],"DomainJoinConfig":{"DnsName":"evil.com"}}`
+		})
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
 			g.Expect(*m.Spec.FailurePolicy).To(Equal(admissionregistrationv1.Fail))
