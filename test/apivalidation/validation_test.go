@@ -245,6 +245,10 @@ var _ = Describe("GmsaStack and GmsaAccount validation", func() {
 			account("a29", generated(""), `  serviceAcounts: []`+oneSA),
 			"spec.serviceAcounts", "unknown field"}),
 
+		Entry("stack: an unknown admission mode", badCase{stack(`  admission: {mode: Both}`),
+			"spec.admission.mode", `supported values: "Webhook", "Policy", "Auto"`}),
+		Entry("stack: Policy mode with a random hostname", badCase{stack("  admission: {mode: Policy}\n  webhook: {randomHostname: true}"),
+			"spec.admission.mode", "Policy mode cannot set a random hostname"}),
 		Entry("stack: zero replicas", badCase{stack(`  webhook: {replicas: 0}`),
 			"spec.webhook.replicas", "greater than or equal to 1"}),
 		Entry("stack: 100 replicas", badCase{stack(`  webhook: {replicas: 100}`),
