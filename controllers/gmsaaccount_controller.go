@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,9 +33,11 @@ import (
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/internal/account"
+	"github.com/gmsa-operator/gmsa-operator/internal/admission"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspec"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
 	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
+	"github.com/gmsa-operator/gmsa-operator/internal/stack"
 )
 
 // CredentialSpecGVK is the kind of the credspecs the operator manages.
@@ -78,6 +81,10 @@ type GmsaAccountReconciler struct {
 	// NamespaceParallelism is how many RoleBindings of one account are
 	// reconciled at once; 0 means 4.
 	NamespaceParallelism int
+	// PolicyAPI: the API server serves admission policies, so a GmsaStack
+	// may run in Policy mode; an account is then Ready only once its
+	// credspec is published to the policies.
+	PolicyAPI bool
 
 	applier *reconcilekit.Applier
 }
@@ -114,7 +121,20 @@ func (r *GmsaAccountReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	// The operator creates its objects itself: their creation needs no
 	// reconcile. Changes and deletions (drift) do.
 	notCreated := builder.WithPredicates(predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.PolicyAPI {
+		// What Policy mode publishes: the accounts whose credspec entry
+		// changed, not every account of a large index.
+		b = b.Watches(&gmsav1alpha1.GmsaCredSpecSet{}, handler.Funcs{
+			CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.enqueueChanged(ctx, q, nil, e.Object)
+			},
+			UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+				r.enqueueChanged(ctx, q, e.ObjectOld, e.ObjectNew)
+			},
+		})
+	}
+	return b.
 		Named("gmsaaccount").
 		// Status writes change neither generation nor annotations: they
 		// trigger no reconcile. An annotation change forces one.
@@ -156,6 +176,26 @@ func (r *GmsaAccountReconciler) accountsByIndex(ctx context.Context, index, valu
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: a.Name}})
 	}
 	return reqs
+}
+
+// enqueueChanged queues the accounts of the credspecs whose entry in a
+// GmsaCredSpecSet was added or changed.
+func (r *GmsaAccountReconciler) enqueueChanged(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], before, after client.Object) {
+	var old map[string]string
+	if b, ok := before.(*gmsav1alpha1.GmsaCredSpecSet); ok {
+		old = b.Data
+	}
+	now, ok := after.(*gmsav1alpha1.GmsaCredSpecSet)
+	if !ok {
+		return
+	}
+	for name, v := range now.Data {
+		if prev, had := old[name]; !had || prev != v {
+			for _, req := range r.accountsByIndex(ctx, indexCredentialSpecName, name) {
+				q.Add(req)
+			}
+		}
+	}
 }
 
 func (r *GmsaAccountReconciler) accountsUsing(ctx context.Context, o client.Object) []reconcile.Request {
@@ -257,8 +297,58 @@ func (r *GmsaAccountReconciler) reconcile(ctx context.Context, acct *gmsav1alpha
 		o.Problem = rbProblem
 	case problem != nil:
 		o.Problem = problem
+	default:
+		o.Problem, err = r.publication(ctx, o.CredentialSpecName)
 	}
-	return o, nil
+	return o, err
+}
+
+// publication says, when the cluster's GmsaStack admits pods in Policy
+// mode, whether the credspec is published to the admission policies as it
+// is now: its name in the index, its content in a shard. Until then pods
+// naming it are refused, so the account waits.
+func (r *GmsaAccountReconciler) publication(ctx context.Context, name string) (*reconcilekit.Step, error) {
+	if !r.PolicyAPI {
+		return nil, nil
+	}
+	stacks := &gmsav1alpha1.GmsaStackList{}
+	if err := r.Client.List(ctx, stacks); err != nil {
+		return nil, fmt.Errorf("list GmsaStacks: %w", err)
+	}
+	if len(stacks.Items) == 0 {
+		return nil, nil
+	}
+	st := stacks.Items[reconcilekit.Oldest(stacks.Items)].Status
+	if st.Admission == nil || st.Admission.Mode != gmsav1alpha1.AdmissionModePolicy || st.Namespace == "" {
+		return nil, nil
+	}
+	cs, err := r.getCredentialSpec(ctx, name)
+	if err != nil || cs == nil {
+		return nil, err
+	}
+	content, err := admission.ContentOf(cs.Object)
+	if err != nil {
+		return nil, fmt.Errorf("credspec %q: %w", name, err)
+	}
+	sets := &gmsav1alpha1.GmsaCredSpecSetList{}
+	if err := r.Client.List(ctx, sets, client.InNamespace(st.Namespace)); err != nil {
+		return nil, fmt.Errorf("list GmsaCredSpecSets: %w", err)
+	}
+	indexed, stored := false, false
+	for _, set := range sets.Items {
+		switch {
+		case set.Name == stack.PolicyIndexName:
+			indexed = set.Data[name] != ""
+		case set.Labels[stack.PolicyShardLabel] == "true" && set.Data[name] == content:
+			stored = true
+		}
+	}
+	if indexed && stored {
+		return nil, nil
+	}
+	log.FromContext(ctx).V(1).Info("waiting for the credspec to be published to the admission policies", "credspec", name, "indexed", indexed, "stored", stored)
+	return &reconcilekit.Step{Progress: reconcilekit.Waiting, Reason: gmsav1alpha1.ReasonWaitingForPublication,
+		Message: fmt.Sprintf("GMSACredentialSpec %q is not yet published to the admission policies (GmsaCredSpecSets in namespace %s); the GmsaStack publishes it within seconds, and pods naming it are refused until then", name, st.Namespace)}, nil
 }
 
 // rbacConflict turns a ForeignError into the account's RBACConflict

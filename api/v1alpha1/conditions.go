@@ -93,6 +93,10 @@ const (
 	// API server does not serve admissionregistration.k8s.io/v1
 	// MutatingAdmissionPolicy (Kubernetes before 1.36).
 	ReasonPolicyNotServed = "PolicyNotServed"
+	// ReasonWaitingForPublication (GmsaAccount): the GmsaStack admits pods
+	// in Policy mode and has not yet published the account's credspec to
+	// the admission policies.
+	ReasonWaitingForPublication = "WaitingForPublication"
 	// ReasonSwitchingMode (GmsaStack): the admission mode changes; the new
 	// one serves, and the old one is removed after the teardown delay.
 	ReasonSwitchingMode = "SwitchingMode"

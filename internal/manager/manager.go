@@ -164,6 +164,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("gmsa-operator"),
 		MaxConcurrentReconciles: workers,
+		PolicyAPI:               policyAPI,
 	}
 	// The GmsaAccount controller watches credspecs, which exist only once
 	// the GMSACredentialSpec CRD does, and the GmsaStack controller may be

@@ -529,9 +529,15 @@ var _ = Describe("Policy mode", Ordered, func() {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(shard), shard)).To(Succeed())
 			g.Expect(shard.Data["webapp1"]).To(Equal(compact(webapp1Content)))
 		}).WithTimeout(15 * time.Second).Should(Succeed())
+		// The API server reloads policies and bindings about once a second:
+		// the repaired ones serve again soon after.
 		Eventually(func() []string {
 			return podCase{sa: "webapp", pod: &options{name: str("webapp1")}}.run("repaired").Pod
 		}).WithTimeout(5 * time.Second).Should(Equal([]string{"pod: name=webapp1 content=" + compact(webapp1Content)}))
+		evil := `{"CmsPlugins":["ActiveDirectory"],"DomainJoinConfig":{"DnsName":"evil.com"}}`
+		Eventually(func() string {
+			return podCase{sa: "webapp", pod: &options{name: str("webapp1"), content: str(evil)}}.run("repaired-content").Message
+		}).WithTimeout(5 * time.Second).Should(ContainSubstring("does not match the contents of GMSA resource"))
 	})
 
 	It("answers every case of the parity table", func() {
@@ -581,6 +587,26 @@ var _ = Describe("Policy mode", Ordered, func() {
 		for _, d := range []time.Duration{created, changed, deleted} {
 			Expect(d).To(BeNumerically("<", 10*time.Second))
 		}
+	})
+
+	It("makes a new GmsaAccount Ready once pods naming its credspec are admitted", func() {
+		ctx := context.Background()
+		sample, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "gmsa_v1alpha1_gmsaaccount.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		a := &gmsav1alpha1.GmsaAccount{}
+		Expect(yaml.UnmarshalStrict(sample, a)).To(Succeed())
+		a.Name, a.Spec.CredentialSpec.AccountName = "webapp3", "WebApp3"
+		a.Spec.ServiceAccounts = []gmsav1alpha1.ServiceAccountRef{{Namespace: appNS, Name: "webapp"}}
+		Expect(k8s.Create(ctx, a)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+			g.Expect(meta.IsStatusConditionTrue(a.Status.Conditions, gmsav1alpha1.ConditionReady)).To(BeTrue())
+		}).WithPolling(10 * time.Millisecond).Should(Succeed())
+		ready := time.Now()
+		Eventually(func() bool {
+			return podCase{sa: "webapp", pod: &options{name: str("webapp3")}}.run("webapp3").Allowed
+		}).WithTimeout(2 * time.Second).WithPolling(10 * time.Millisecond).Should(BeTrue())
+		GinkgoWriter.Printf("a pod naming the new account's credspec was admitted %v after the account was Ready\n", time.Since(ready))
 	})
 
 	It("spreads 3,000 credspecs over parameter objects of at most 1 MiB and fills in each", func() {
@@ -641,7 +667,7 @@ var _ = Describe("Policy mode", Ordered, func() {
 		eventuallyMode(gmsav1alpha1.AdmissionModeWebhook)
 		time.Sleep(2 * time.Second)
 		sent, failed, unchecked := stop()
-		Expect(sent).To(BeNumerically(">", 100))
+		Expect(sent).To(BeNumerically(">", 50))
 		Expect(failed).To(BeZero())
 		Expect(unchecked).To(BeZero())
 	})
@@ -682,7 +708,7 @@ var _ = Describe("Policy mode", Ordered, func() {
 		eventuallyMode(gmsav1alpha1.AdmissionModePolicy)
 		time.Sleep(2 * time.Second)
 		sent, failed, unchecked := stop()
-		Expect(sent).To(BeNumerically(">", 100))
+		Expect(sent).To(BeNumerically(">", 50))
 		Expect(failed).To(BeZero())
 		Expect(unchecked).To(BeZero())
 	})
