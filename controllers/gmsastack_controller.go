@@ -84,7 +84,7 @@ type GmsaStackReconciler struct {
 
 	applier    *reconcilekit.Applier
 	controller controller.Controller
-	allStacks  handler.EventHandler
+	toStacks   handler.EventHandler
 }
 
 func (r *GmsaStackReconciler) now() time.Time {
@@ -98,19 +98,7 @@ func (r *GmsaStackReconciler) now() time.Time {
 // themselves, everything they own, and the GMSACredentialSpec CRD.
 func (r *GmsaStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.applier = &reconcilekit.Applier{Client: r.Client, APIReader: r.APIReader, MetadataOnly: MetadataOnlyKinds}
-	allStacks := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		list := &gmsav1alpha1.GmsaStackList{}
-		if err := r.Client.List(ctx, list); err != nil {
-			// The cache failed to list: nothing to enqueue, but say so.
-			log.FromContext(ctx).Error(err, "list GmsaStacks for an event; it is not acted on", "object", o.GetName())
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for _, s := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: s.Name}})
-		}
-		return reqs
-	})
+	allStacks := handler.EnqueueRequestsFromMapFunc(r.allStacks)
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("gmsastack").
 		// Not on its own status writes.
@@ -157,8 +145,23 @@ func (r *GmsaStackReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			Watches(&cmapi.ClusterIssuer{}, allStacks)
 	}
 	c, err := b.Build(r)
-	r.controller, r.allStacks = c, allStacks
+	r.controller, r.toStacks = c, allStacks
 	return err
+}
+
+// allStacks maps an event to every GmsaStack. A cache that fails to list
+// them is logged: the event is then not acted on.
+func (r *GmsaStackReconciler) allStacks(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &gmsav1alpha1.GmsaStackList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		log.FromContext(ctx).Error(err, "list GmsaStacks for an event; it is not acted on", "object", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, s := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: s.Name}})
+	}
+	return reqs
 }
 
 // WatchCredSpecs makes every GMSACredentialSpec's change reconcile the
@@ -171,7 +174,7 @@ func (r *GmsaStackReconciler) WatchCredSpecs(mgr ctrl.Manager) error {
 	}
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(CredentialSpecGVK)
-	return r.controller.Watch(source.Kind(mgr.GetCache(), client.Object(u), r.allStacks))
+	return r.controller.Watch(source.Kind(mgr.GetCache(), client.Object(u), r.toStacks))
 }
 
 // Reconcile brings one GmsaStack's objects to the desired state and
