@@ -538,6 +538,9 @@ var _ = Describe("Policy mode", Ordered, func() {
 		Eventually(func() string {
 			return podCase{sa: "webapp", pod: &options{name: str("webapp1"), content: str(evil)}}.run("repaired-content").Message
 		}).WithTimeout(5 * time.Second).Should(ContainSubstring("does not match the contents of GMSA resource"))
+		Eventually(func() string {
+			return podCase{sa: "intruder", pod: &options{name: str("webapp1")}}.run("repaired-admit").Message
+		}).WithTimeout(5 * time.Second).Should(ContainSubstring("is not authorized to `use` GMSA cred spec"))
 	})
 
 	It("answers every case of the parity table", func() {
