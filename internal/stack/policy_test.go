@@ -313,3 +313,64 @@ func TestPolicyObjectsKeepTheWebhookExclusions(t *testing.T) {
 		t.Error("the mutating policy does not skip pods that mention no gMSA")
 	}
 }
+
+func TestPlanPolicyKeepsOldParametersForTheTeardownDelay(t *testing.T) {
+	s := planStack(gmsav1alpha1.GmsaStackSpec{Admission: &gmsav1alpha1.AdmissionSpec{Mode: gmsav1alpha1.AdmissionModePolicy}})
+	cfg, err := Resolve(s, "img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := policySnapshot(t, s, cfg, planNow.Add(-time.Hour))
+
+	// A shard of an older layout: kept while the new layout is younger
+	// than the teardown delay.
+	old := cfg.credSpecSet(ShardName(2, 1), map[string]string{PolicyShardLabel: "true"})
+	snap.Shards[0].SetCreationTimestamp(metav1.NewTime(planNow.Add(-2 * time.Second)))
+	snap.Shards = append(snap.Shards, old)
+	deletes := func(p Plan) []string {
+		var out []string
+		for _, a := range p.Actions {
+			if a.Delete {
+				out = append(out, reconcilekit.Describe(a.Object))
+			}
+		}
+		return out
+	}
+	p, err := PlanStack(s, cfg, snap, planNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := deletes(p); len(d) != 0 || p.RequeueAfter != 3*time.Second {
+		t.Errorf("deletes %v, requeue %v; want none and 3s", d, p.RequeueAfter)
+	}
+	p, err = PlanStack(s, cfg, snap, planNow.Add(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := deletes(p); len(d) != 1 || d[0] != "GmsaCredSpecSet gmsa-system/gmsa-credspecs-2-1" {
+		t.Errorf("deletes %v, want the old shard", d)
+	}
+
+	// The stack moved: the bindings switch namespace, the old one is
+	// retired first, and its parameters stay for the teardown delay.
+	snap.Shards = snap.Shards[:1]
+	moved := planStack(gmsav1alpha1.GmsaStackSpec{Namespace: "gmsa-new", Admission: &gmsav1alpha1.AdmissionSpec{Mode: gmsav1alpha1.AdmissionModePolicy}})
+	moved.UID = s.UID
+	mcfg, err := Resolve(moved, "img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Stale = []client.Object{snap.Index, snap.Shards[0]}
+	snap.Index, snap.Shards = nil, nil
+	p, err = PlanStack(moved, mcfg, snap, planNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(describe(p), "\n")
+	if !strings.Contains(got, "retire gmsa-system, apply ValidatingAdmissionPolicyBinding") {
+		t.Errorf("the old namespace's parameters are not retired before the bindings switch:\n%s", got)
+	}
+	if d := deletes(p); len(d) != 0 {
+		t.Errorf("deletes %v in the pass that switches the bindings", d)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -90,18 +91,41 @@ func (p *planner) policies() (reconcilekit.Step, error) {
 		p.apply(s, Action{})
 	}
 	p.apply(index, Action{})
+	// Shards of an older layout go once every API server has the new ones:
+	// TeardownDelay after the newest of them was made.
+	var newestShard []client.Object
 	for _, s := range p.snap.Shards {
-		if !wanted[s.Name] {
-			p.plan.Actions = append(p.plan.Actions, Action{Step: p.step(), Object: s, Delete: true, Note: "the credspecs are spread over a new number of parameter objects"})
+		if wanted[s.Name] {
+			newestShard = append(newestShard, s)
 		}
 	}
+	layoutSince := newest(newestShard, len(shards), p.now)
+	for _, s := range p.snap.Shards {
+		if wanted[s.Name] {
+			continue
+		}
+		if wait := layoutSince.Add(TeardownDelay).Sub(p.now); wait > 0 {
+			p.requeue(wait)
+			continue
+		}
+		p.plan.Actions = append(p.plan.Actions, Action{Step: p.step(), Object: s, Delete: true, Note: "the credspecs are spread over a new number of parameter objects"})
+	}
 	m, mb, vs, vbs := p.cfg.PolicyObjects()
+	// Bindings that read another namespace's parameters (the stack moved)
+	// switch to this one's; the old ones are kept for TeardownDelay, as a
+	// retired webhook is.
+	retire := ""
+	if old := p.boundNamespace(); old != "" && old != p.cfg.Namespace {
+		retire = old
+		p.retiring = true
+	}
 	for _, v := range vs {
 		p.apply(v, Action{})
 	}
 	p.apply(m, Action{})
 	for _, b := range vbs {
-		p.apply(b, Action{})
+		p.apply(b, Action{Retire: retire})
+		retire = ""
 	}
 	p.apply(mb, Action{})
 	step.Reason = gmsav1alpha1.ReasonSucceeded
@@ -109,6 +133,17 @@ func (p *planner) policies() (reconcilekit.Step, error) {
 		"%d credspecs are published in GmsaCredSpecSets %s and %s* of namespace %s (%d of them)",
 		PolicyName, PolicyName, ContentPolicyName, p.cfg.FailurePolicy, len(p.snap.CredSpecs), PolicyIndexName, PolicyShardPrefix, p.cfg.Namespace, len(shards))
 	return step, nil
+}
+
+// boundNamespace is the namespace whose parameters the live mutating
+// binding reads ("" when there is none).
+func (p *planner) boundNamespace() string {
+	for _, o := range p.snap.Policies {
+		if b, ok := o.(*admissionregistrationv1.MutatingAdmissionPolicyBinding); ok && b.Spec.ParamRef != nil {
+			return b.Spec.ParamRef.Namespace
+		}
+	}
+	return ""
 }
 
 // retireWebhook removes the webhook configurations of a stack switched to
