@@ -645,12 +645,17 @@ var _ = Describe("Policy mode", Ordered, func() {
 			cms := &gmsav1alpha1.GmsaCredSpecSetList{}
 			g.Expect(k8s.List(ctx, cms, client.InNamespace(namespace), client.MatchingLabels{stack.PolicyShardLabel: "true"})).To(Succeed())
 			total, largest := 0, 0
+			layouts := map[string]bool{}
 			for _, cm := range cms.Items {
 				raw, err := json.Marshal(cm)
 				g.Expect(err).NotTo(HaveOccurred())
 				largest = max(largest, len(raw))
 				total += len(cm.Data)
+				layouts[cm.Name[:strings.LastIndex(cm.Name, "-")]] = true
 			}
+			// One layout left (an older one goes after the teardown
+			// delay), holding every credspec once.
+			g.Expect(layouts).To(HaveLen(1), "layouts %v", layouts)
 			g.Expect(total).To(BeNumerically(">=", n))
 			g.Expect(len(cms.Items)).To(BeNumerically(">", 1))
 			g.Expect(largest).To(BeNumerically("<", 1<<20))
