@@ -325,6 +325,7 @@ func TestPlanPolicyKeepsOldParametersForTheTeardownDelay(t *testing.T) {
 	// A shard of an older layout: kept while the new layout is younger
 	// than the teardown delay.
 	old := cfg.credSpecSet(ShardName(2, 1), map[string]string{PolicyShardLabel: "true"})
+	old.Data = map[string]string{"webapp1": `{"a":1}`, "gone": `{"b":1}`}
 	snap.Shards[0].SetCreationTimestamp(metav1.NewTime(planNow.Add(-2 * time.Second)))
 	snap.Shards = append(snap.Shards, old)
 	deletes := func(p Plan) []string {
@@ -342,6 +343,15 @@ func TestPlanPolicyKeepsOldParametersForTheTeardownDelay(t *testing.T) {
 	}
 	if d := deletes(p); len(d) != 0 || p.RequeueAfter != 3*time.Second {
 		t.Errorf("deletes %v, requeue %v; want none and 3s", d, p.RequeueAfter)
+	}
+	var kept *gmsav1alpha1.GmsaCredSpecSet
+	for _, a := range p.Actions {
+		if a.Object.GetName() == old.Name && !a.Delete {
+			kept = a.Object.(*gmsav1alpha1.GmsaCredSpecSet)
+		}
+	}
+	if kept == nil || len(kept.Data) != 1 || kept.Data["webapp1"] != `{"a":1}` {
+		t.Errorf("the older shard while kept: %+v, want only the still current webapp1", kept)
 	}
 	p, err = PlanStack(s, cfg, snap, planNow.Add(3*time.Second))
 	if err != nil {

@@ -106,6 +106,19 @@ func (p *planner) policies() (reconcilekit.Step, error) {
 		}
 		if wait := layoutSince.Add(TeardownDelay).Sub(p.now); wait > 0 {
 			p.requeue(wait)
+			// Meanwhile it keeps only what is still true: a credspec
+			// changed or deleted since leaves it.
+			kept := map[string]string{}
+			for name, content := range s.Data {
+				if p.snap.CredSpecs[name].Content == content {
+					kept[name] = content
+				}
+			}
+			if len(kept) < len(s.Data) {
+				stale := p.cfg.credSpecSet(s.Name, map[string]string{PolicyShardLabel: "true"})
+				stale.Data = kept
+				p.apply(stale, Action{Note: "an older layout keeps only current contents"})
+			}
 			continue
 		}
 		p.plan.Actions = append(p.plan.Actions, Action{Step: p.step(), Object: s, Delete: true, Note: "the credspecs are spread over a new number of parameter objects"})
