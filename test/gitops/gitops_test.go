@@ -370,7 +370,8 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 			{reconcilekit.Blocked, status.FailedStatus, "Degraded"},
 			{reconcilekit.Failed, status.InProgressStatus, "Progressing"},
 		} {
-			for _, reason := range []string{"CredentialSpecNotFound", "RBACConflict", "ReconcileError", "DeploymentUnavailable", "WaitingForWebhook", "IssuerNotFound", "CertificatePending", "ObjectConflict", "InvalidSpec"} {
+			for _, reason := range []string{"CredentialSpecNotFound", "RBACConflict", "ReconcileError", "DeploymentUnavailable", "WaitingForWebhook", "IssuerNotFound", "CertificatePending", "ObjectConflict", "InvalidSpec",
+				"WaitingForCAInjection", "SwitchingMode", "PolicyNotServed", "WaitingForPublication"} {
 				// An object of generation 2 that the operator had already
 				// reported on at generation 1.
 				var conds []metav1.Condition
