@@ -78,6 +78,23 @@ func (d *demo) poll(timeout time.Duration, args ...string) error {
 	}
 }
 
+// waitFor runs a kubectl command until its output is want, printing only
+// the final attempt.
+func (d *demo) waitFor(timeout time.Duration, want string, args ...string) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := exec.Command(d.kubectl, append([]string{"--kubeconfig", d.env.Kubeconfig}, args...)...).Output()
+		if (err == nil && strings.TrimSpace(string(out)) == want) || time.Now().After(deadline) {
+			got, err := d.run(args...)
+			if err == nil && strings.TrimSpace(got) != want {
+				err = fmt.Errorf("kubectl %s: %q after %v, want %q", strings.Join(args, " "), strings.TrimSpace(got), timeout, want)
+			}
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 func indent(s string) string {
 	if s == "" {
 		return s
@@ -245,6 +262,33 @@ func run(managerBin string, keep bool) (err error) {
 		return fmt.Errorf("the webhook did not deny a pod of an unlisted service account")
 	}
 	fmt.Println("  (denied, as it should be)")
+
+	d.say("Kubernetes 1.36 and later need no webhook: switch the GmsaStack to Policy mode, where the API server fills in and checks credspecs itself")
+	if _, err := d.run("patch", "gmsastack", "default", "--type", "merge", "-p", `{"spec":{"admission":{"mode":"Policy"}}}`); err != nil {
+		return err
+	}
+	if err := d.waitFor(90*time.Second, "Policy True", "get", "gmsastack", "default", "-o", `jsonpath={.status.admission.mode}{" "}{.status.conditions[?(@.type=="Ready")].status}`); err != nil {
+		return err
+	}
+	if _, err := d.run("get", "mutatingadmissionpolicies,validatingadmissionpolicies,mutatingwebhookconfigurations,deployments", "-A"); err != nil {
+		return err
+	}
+	if err := os.WriteFile(podFile, []byte(strings.Replace(pod("webapp1-policy", "default"), `"name":"webapp1"`, `"name":"webapp1-policy"`, 1)), 0o600); err != nil {
+		return err
+	}
+	if _, err := d.run("apply", "-f", podFile); err != nil {
+		return err
+	}
+	if _, err := d.run("get", "pod", "webapp1-policy", "-o", `jsonpath={.spec.securityContext.windowsOptions.gmsaCredentialSpec}{"\n"}`); err != nil {
+		return err
+	}
+	if err := os.WriteFile(podFile, []byte(pod("intruder-policy", "intruder")), 0o600); err != nil {
+		return err
+	}
+	if out, err := d.run("apply", "-f", podFile); err == nil || !strings.Contains(out, "is not authorized to `use` GMSA cred spec") {
+		return fmt.Errorf("Policy mode did not deny a pod of an unlisted service account")
+	}
+	fmt.Println("  (denied by the ValidatingAdmissionPolicy, with no webhook in the cluster)")
 
 	d.say("Bad input is refused before anything is created: a credspec name with capitals (the Kubernetes docs' gmsa-WebApp1 trap)")
 	bad := `{"apiVersion":"gmsa.io/v1alpha1","kind":"GmsaAccount","metadata":{"name":"trap"},"spec":{"credentialSpecName":"gmsa-WebApp1","credentialSpec":{"accountName":"WebApp1","domain":{"dnsName":"contoso.com","netBiosName":"CONTOSO","guid":"244818ae-87ac-4fcd-92ec-e79e5252348a","sid":"S-1-5-21-2126449477-2524075714-3094792973"}},"serviceAccounts":[{"namespace":"default"}]}}`
