@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,10 +23,31 @@ import (
 var version = "dev"
 
 func main() {
+	if webhook, ok := asWebhook(os.Args); ok {
+		// The image's entrypoint started as a webhook: a GmsaStack whose
+		// spec.webhook.image names the operator's own image under another
+		// name (a mirror, a digest) runs it as it runs the upstream webhook
+		// image, with the upstream arguments. The webhook binary sits beside
+		// this one in the image.
+		err := syscall.Exec(webhook, append([]string{webhook}, os.Args[1:]...), os.Environ())
+		fmt.Fprintln(os.Stderr, "manager: started with the webhook's arguments; run", webhook+":", err)
+		os.Exit(1)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		os.Exit(1)
 	}
+}
+
+// asWebhook reports whether the manager was started with the arguments the
+// GmsaStack gives a webhook image it does not know as the operator's own
+// (--cert-reload, which the manager has no use for), and the webhook binary
+// to run instead.
+func asWebhook(args []string) (string, bool) {
+	if len(args) < 2 || (args[1] != "--cert-reload" && !strings.HasPrefix(args[1], "--cert-reload=")) {
+		return "", false
+	}
+	return filepath.Join(filepath.Dir(args[0]), "webhook"), true
 }
 
 func run() error {

@@ -26,3 +26,25 @@ func TestCheckLimits(t *testing.T) {
 		}
 	}
 }
+
+// The operator's own image under another name is run as an upstream
+// webhook image is: its entrypoint, the manager, gets --cert-reload and
+// must hand over to the webhook beside it instead of failing on the flag.
+func TestAsWebhook(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+		ok   bool
+	}{
+		{[]string{"/manager", "--cert-reload"}, "/webhook", true},
+		{[]string{"/manager", "--cert-reload=true", "--metrics-bind-address=:8080"}, "/webhook", true},
+		{[]string{"/manager", "--leader-elect"}, "", false},
+		{[]string{"/manager"}, "", false},
+		{[]string{"bin/manager", "--cert-reload"}, "bin/webhook", true},
+	} {
+		got, ok := asWebhook(tc.args)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("asWebhook(%q) = %q, %v; want %q, %v", tc.args, got, ok, tc.want, tc.ok)
+		}
+	}
+}
