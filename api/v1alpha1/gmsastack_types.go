@@ -212,22 +212,24 @@ type CertificatesSpec struct {
 	Source CertificateSource `json:"source,omitempty"`
 
 	// duration is the validity of the serving certificate, as a Go duration
-	// of at least 1m (1h with source CertManager) such as 8760h (the
+	// of at least 3m (1h with source CertManager) such as 8760h (the
 	// default).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="must be at least 1m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('3m')",message="must be at least 3m, so that renewBefore (at least 2m) fits in it"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 
 	// renewBefore is how long before expiry the certificate is renewed, as a
-	// Go duration shorter than duration, of at least 30s (5m with source
-	// CertManager). Defaults to 720h, or to a third of duration when that is
-	// shorter.
+	// Go duration shorter than duration, of at least 2m (5m with source
+	// CertManager): a kubelet with default settings puts a renewed Secret
+	// into the pods up to about a minute after it changed, and the pods
+	// must serve the new certificate before the old one expires. Defaults to
+	// 720h, or to a third of duration when that is shorter (2m at least).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="must be at least 30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('2m')",message="must be at least 2m: a kubelet with default settings puts a renewed Secret into the pods up to about a minute after it changed, and the pods must serve the new certificate before the old one expires"
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 
 	// certManager configures cert-manager; only with source CertManager.

@@ -59,6 +59,11 @@ const (
 const (
 	DefaultDuration    = 8760 * time.Hour
 	DefaultRenewBefore = 720 * time.Hour
+	// MinRenewBefore is the shortest renewBefore the API accepts: a kubelet
+	// with default settings (syncFrequency 1m) put a renewed Secret into
+	// the pods 39-43 s after it changed on the real node, and the pods must
+	// serve the new certificate before the old one expires.
+	MinRenewBefore = 2 * time.Minute
 )
 
 // Config is a GmsaStack's spec with every default applied.
@@ -167,7 +172,7 @@ func Resolve(s *gmsav1alpha1.GmsaStack, operatorImage string) (Config, error) {
 		}
 		if cs.RenewBefore != nil {
 			c.RenewBefore = cs.RenewBefore.Duration
-		} else if third := c.Duration / 3; third < c.RenewBefore {
+		} else if third := max(c.Duration/3, MinRenewBefore); third < c.RenewBefore {
 			c.RenewBefore = third
 		}
 		if cs.CertManager != nil && cs.CertManager.IssuerRef != nil {

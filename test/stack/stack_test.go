@@ -430,9 +430,9 @@ var _ = Describe("a GmsaStack", func() {
 
 			By("sending gMSA pods (dry run) continuously")
 			stopLoad := admissionLoad("rotation")
-			By("shortening the certificate lifetimes to 1m, renewed 30s before expiry")
+			By("shortening the certificate lifetimes to the shortest the API accepts, 3m renewed 2m before expiry")
 			updateStack("default", func(s *gmsav1alpha1.GmsaStack) {
-				s.Spec.Certificates = &gmsav1alpha1.CertificatesSpec{Duration: &metav1.Duration{Duration: time.Minute}, RenewBefore: &metav1.Duration{Duration: 30 * time.Second}}
+				s.Spec.Certificates = &gmsav1alpha1.CertificatesSpec{Duration: &metav1.Duration{Duration: 3 * time.Minute}, RenewBefore: &metav1.Duration{Duration: 2 * time.Minute}}
 			})
 
 			By("waiting until a new CA signs, the pods rolled out, and caBundle holds the new CA alone")
