@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -395,6 +396,28 @@ var _ = Describe("a GmsaStack", func() {
 			updateStack("default", func(s *gmsav1alpha1.GmsaStack) {
 				s.Spec.Webhook = &gmsav1alpha1.WebhookSpec{Image: "gmsa-operator:e2e-v2", Replicas: ptr.To[int32](3)}
 			})
+			// kube-controller-manager finishes the rollout (the old
+			// ReplicaSet's last pod goes); on a loaded machine that took
+			// more than a minute twice. Say what is left if it does not.
+			Eventually(func(g Gomega) {
+				dep := &appsv1.Deployment{}
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: stack.WebhookName}, dep)).To(Succeed())
+				st := dep.Status
+				g.Expect([]int32{st.Replicas, st.UpdatedReplicas, st.ReadyReplicas}).To(Equal([]int32{3, 3, 3}), func() string {
+					rss := &appsv1.ReplicaSetList{}
+					_ = k8s.List(ctx, rss, client.InNamespace(namespace))
+					pods := &corev1.PodList{}
+					_ = k8s.List(ctx, pods, client.InNamespace(namespace))
+					var out []string
+					for _, rs := range rss.Items {
+						out = append(out, fmt.Sprintf("ReplicaSet %s: spec %d, status %+v", rs.Name, ptr.Deref(rs.Spec.Replicas, -1), rs.Status))
+					}
+					for _, p := range pods.Items {
+						out = append(out, fmt.Sprintf("pod %s: image %s, deleting %v, phase %s, conditions %v", p.Name, p.Spec.Containers[0].Image, p.DeletionTimestamp != nil, p.Status.Phase, p.Status.Conditions))
+					}
+					return fmt.Sprintf("Deployment status %+v\n%s", st, strings.Join(out, "\n"))
+				})
+			}).WithTimeout(2 * time.Minute).Should(Succeed())
 			eventuallyStack("default",
 				haveCondition(gmsav1alpha1.ConditionReady, metav1.ConditionTrue, ""),
 				func(g Gomega, s *gmsav1alpha1.GmsaStack) {
