@@ -38,7 +38,7 @@ stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 # gobuild NAME DIR PKG LDFLAGS OUTDIR [TAGS]: build unless the output's stamp matches.
 gobuild() {
   local name="$1" dir="$2" pkg="$3" ldflags="$4" out="$5" tags="${6:-}" want
-  want="$(stamp "${dir}/go.mod" "${dir}/go.sum")"
+  want="$(stamp "${dir}/go.mod" "${dir}/go.sum" "${dir}"/*.go)${tags:+-${tags}}"
   if [[ -x "${out}/${name}" && "$(cat "${out}/.${name}.stamp" 2>/dev/null)" == "${want}" ]]; then
     return
   fi
@@ -118,11 +118,11 @@ fi
 # out (/bin/olm, /bin/catalog, ..., /bin/cp), user 1001. The opm image has
 # opm and grpc_health_probe in /bin (on the default PATH) and a writable /tmp:
 # the catalog images of test/e2e are built on it.
-img() { # img NAME TAG ociimage-args...: image tarball NAME.tar, its reference in NAME.ref (by digest)
-  local n="$1" ref="${IMAGE_REPO}/$1:$2" d
+img() { # img NAME TAG ociimage-args...: image tarball NAME.tar, its tag in NAME.ref
+  local n="$1" ref="${IMAGE_REPO}/$1:$2"
   shift 2
-  d="$("${ociimage}" -arch "${arch}" -tag "${ref}" -out "${IMAGES}/${n}.tar" "$@")"
-  echo "${IMAGE_REPO}/${n}@${d}" >"${IMAGES}/${n}.ref"
+  "${ociimage}" -arch "${arch}" -tag "${ref}" -out "${IMAGES}/${n}.tar" "$@" >/dev/null
+  echo "${ref}" >"${IMAGES}/${n}.ref"
 }
 img olm "${OLM_VERSION}" -file "${OLM_BIN}/olm:/bin/olm" -file "${OLM_BIN}/catalog:/bin/catalog" \
   -file "${OLM_BIN}/package-server:/bin/package-server" -file "${OLM_BIN}/copy-content:/bin/copy-content" \
@@ -133,17 +133,18 @@ img coredns "${COREDNS_VERSION}" -file "${OLM_BIN}/coredns:/coredns" -user 65532
 cp "${OLM_BIN}/opm" "${OLM_BIN}/grpc_health_probe" "${E2E_BIN}/" # test/e2e builds catalogs with them
 
 # OLM's install: the module's deploy/chart rendered with helm and its own
-# values, but for the images (built above, never pulled), one packageserver
+# values, but for the images (built above, never pulled; up.sh puts in their
+# references by digest, known once containerd imported them), one packageserver
 # replica (one node), and installType other than "upstream", which leaves out
 # the public catalog (a CatalogSource whose image would be pulled).
 olm_chart="$(cd "${root}/hack/tools/olm" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' github.com/operator-framework/operator-lifecycle-manager)/deploy/chart"
 make -C "${root}" --no-print-directory helm >/dev/null
-olm_img="$(cat "${IMAGES}/olm.ref")"
-opm_img="$(cat "${IMAGES}/opm.ref")"
+olm_img=OLM_IMAGE_BY_DIGEST
+opm_img=OPM_IMAGE_BY_DIGEST
 "${root}/bin/tools/helm-${HELM_VERSION}" template olm "${olm_chart}" --include-crds \
   --set "olm.image.ref=${olm_img},catalog.image.ref=${olm_img},package.image.ref=${olm_img}" \
   --set "olm.image.pullPolicy=IfNotPresent,catalog.image.pullPolicy=IfNotPresent,package.image.pullPolicy=IfNotPresent" \
   --set "catalog.opmImageArgs=--opmImage=${opm_img},catalog.commandArgs=--configmapServerImage=${opm_img}" \
   --set package.replicaCount=1 --set installType=e2e >"${E2E_BIN}/olm.yaml.tmp"
 mv "${E2E_BIN}/olm.yaml.tmp" "${E2E_BIN}/olm.yaml"
-log "OLM ${OLM_VERSION} images and install ready: ${olm_img}, ${opm_img}"
+log "OLM ${OLM_VERSION} images and install ready"

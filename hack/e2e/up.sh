@@ -236,11 +236,20 @@ PATH="${CTRD_BIN}:${PATH}" start containerd "${CTRD_BIN}/containerd" --config "$
 wait_for containerd 30 ctr_ version
 ctr_ -n k8s.io images import --local "${IMAGES}/pause.tar" >/dev/null
 ctr_ -n k8s.io images import --local "${IMAGES}/gmsa-operator.tar" >/dev/null
-# OLM's images are referenced by digest (name@sha256:...): --digests records
-# that name too.
+# OLM's images are referenced by digest (name@sha256:...), or OLM makes the
+# kubelet pull them: --digests records that name too. The digest is the one
+# of the manifest containerd stores (it converts the tarball's), so it is
+# read back here.
 for i in olm opm coredns; do
   ctr_ -n k8s.io images import --local --digests --base-name "${IMAGE_REPO}/${i}" "${IMAGES}/${i}.tar" >/dev/null
 done
+by_digest() { # by_digest NAME: repo@digest of the imported NAME.ref
+  local ref d
+  ref="$(cat "${IMAGES}/$1.ref")"
+  d="$(ctr_ -n k8s.io images ls "name==${ref}" | awk 'NR == 2 {print $3}')"
+  [[ "${d}" == sha256:* ]] || die "no digest for ${ref}"
+  echo "${ref%:*}@${d}"
+}
 
 # --- kubelet ---
 touch "${E2E_DIR}/resolv.conf" # pods get no name server: nothing outside is reachable anyway
@@ -307,9 +316,10 @@ wait_for "default service account" 60 kctl get serviceaccount default -n default
 sed -e "s|IMAGE|$(cat "${IMAGES}/coredns.ref")|; s|CLUSTER_DNS|${CLUSTER_DNS_IP}|" "${root}/hack/e2e/addons/coredns.yaml" |
   kctl apply -f - >/dev/null
 # The CRDs first: the same file holds objects of those kinds.
-kctl apply --server-side -f "${E2E_BIN}/olm.yaml" >/dev/null 2>&1 || true
+sed -e "s|OLM_IMAGE_BY_DIGEST|$(by_digest olm)|g; s|OPM_IMAGE_BY_DIGEST|$(by_digest opm)|g" "${E2E_BIN}/olm.yaml" >"${E2E_DIR}/olm.yaml"
+kctl apply --server-side -f "${E2E_DIR}/olm.yaml" >/dev/null 2>&1 || true
 kctl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-kctl apply --server-side --force-conflicts -f "${E2E_BIN}/olm.yaml" >/dev/null
+kctl apply --server-side --force-conflicts -f "${E2E_DIR}/olm.yaml" >/dev/null
 kctl rollout status -n kube-system deployment/coredns --timeout=120s >/dev/null
 kctl rollout status -n "${OLM_NS}" deployment/olm-operator --timeout=180s >/dev/null
 kctl rollout status -n "${OLM_NS}" deployment/catalog-operator --timeout=180s >/dev/null

@@ -54,7 +54,7 @@ func main() {
 	user := flag.String("user", "", "USER of the image (uid:gid)")
 	entrypoint := flag.String("entrypoint", "", "ENTRYPOINT (one path)")
 	flag.Var(&fs, "file", "SRC:DST, a file copied into the image with mode 0755 (repeatable)")
-	flag.Var(&dirs, "dir", "SRC:DST, a directory tree copied into the image, files 0644 (0755 if executable) (repeatable)")
+	flag.Var(&dirs, "dir", "SRC:DST[:UID], a directory tree copied into the image, files 0644 (0755 if executable), owned by root or by UID:UID (repeatable)")
 	flag.Var(&mkdirs, "mkdir", "DST:MODE, an empty directory with an octal mode, e.g. /tmp:1777 (repeatable)")
 	flag.Var(&cmd, "cmd", "one argument of CMD (repeatable, in order)")
 	flag.Var(&labels, "label", "KEY=VALUE, an image label (repeatable)")
@@ -142,6 +142,7 @@ type entry struct {
 	dir  bool
 	mode int64
 	src  string // a file's content
+	uid  int    // owner (uid and gid)
 }
 
 // collect lists every entry of the layer: the -file and -dir files, the
@@ -170,9 +171,18 @@ func collect(fileArgs, dirs, mkdirs []string) ([]entry, error) {
 		}
 	}
 	for _, d := range dirs {
-		src, dst, ok := strings.Cut(d, ":")
+		src, rest, ok := strings.Cut(d, ":")
+		dst, owner, hasOwner := strings.Cut(rest, ":")
 		if !ok || !strings.HasPrefix(dst, "/") {
-			return nil, fmt.Errorf("-dir %q: want SRC:/DST", d)
+			return nil, fmt.Errorf("-dir %q: want SRC:/DST[:UID]", d)
+		}
+		uid := 0
+		if hasOwner {
+			v, err := strconv.Atoi(owner)
+			if err != nil {
+				return nil, fmt.Errorf("-dir %q: %w", d, err)
+			}
+			uid = v
 		}
 		err := filepath.WalkDir(src, func(p string, de fs.DirEntry, err error) error {
 			if err != nil {
@@ -187,7 +197,7 @@ func collect(fileArgs, dirs, mkdirs []string) ([]entry, error) {
 				return nil
 			}
 			if de.IsDir() {
-				return add(entry{name: name, dir: true, mode: 0o755})
+				return add(entry{name: name, dir: true, mode: 0o755, uid: uid})
 			}
 			if !de.Type().IsRegular() {
 				return fmt.Errorf("%s: only regular files and directories are copied", p)
@@ -200,7 +210,7 @@ func collect(fileArgs, dirs, mkdirs []string) ([]entry, error) {
 			if info.Mode()&0o111 != 0 {
 				mode = 0o755
 			}
-			return add(entry{name: name, mode: mode, src: p})
+			return add(entry{name: name, mode: mode, src: p, uid: uid})
 		})
 		if err != nil {
 			return nil, err
@@ -229,8 +239,7 @@ func collect(fileArgs, dirs, mkdirs []string) ([]entry, error) {
 	return out, nil
 }
 
-// layer is one tar layer holding the entries, root-owned, with a fixed
-// timestamp.
+// layer is one tar layer holding the entries, with a fixed timestamp.
 func layer(entries []entry) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -238,6 +247,8 @@ func layer(entries []entry) ([]byte, error) {
 		hdr := &tar.Header{
 			Name:    e.name,
 			Mode:    e.mode,
+			Uid:     e.uid,
+			Gid:     e.uid,
 			ModTime: time.Unix(0, 0),
 			Format:  tar.FormatPAX,
 		}

@@ -74,10 +74,19 @@ func e2eBin(name string) string { return filepath.Join(cfg.root, "bin", "e2e", n
 func buildImage(dir, repo, tag string, args ...string) string {
 	GinkgoHelper()
 	tarball := filepath.Join(dir, strings.ReplaceAll(repo, "/", "_")+"-"+tag+".tar")
-	out := run(e2eBin("ociimage"), append([]string{"-arch", "amd64", "-tag", imageRepoLocal + "/" + repo + ":" + tag, "-out", tarball}, args...)...)
-	digest := strings.TrimSpace(out)
-	Expect(digest).To(HavePrefix("sha256:"))
+	tagged := imageRepoLocal + "/" + repo + ":" + tag
+	run(e2eBin("ociimage"), append([]string{"-arch", "amd64", "-tag", tagged, "-out", tarball}, args...)...)
 	ctr("images", "import", "--local", "--digests", "--base-name", imageRepoLocal+"/"+repo, tarball)
+	// containerd converts the tarball's manifest: its digest is the one
+	// the node knows the image by.
+	var digest string
+	out := ctr("images", "ls", "name=="+tagged)
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == tagged {
+			digest = f[2]
+		}
+	}
+	Expect(digest).To(HavePrefix("sha256:"), "ctr images ls name==%s: %s", tagged, out)
 	ref := imageRepoLocal + "/" + repo + "@" + digest
 	Expect(ctr("images", "ls", "-q")).To(ContainSubstring(ref))
 	return ref
@@ -286,9 +295,11 @@ func olmSpecs() {
 	)
 
 	It("removes the config/default install first (one operator per cluster)", func() {
-		stack := &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
-		Eventually(func() bool { return gone(ctx, stack) }).Should(BeTrue())
-		kubectl("delete", "gmsaaccounts", "--all", "--wait=true", "--timeout=2m")
+		if _, err := kubectlErr("get", "crd", "gmsastacks.gmsa.io"); err == nil {
+			stack := &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+			Eventually(func() bool { return gone(ctx, stack) }).Should(BeTrue())
+			kubectl("delete", "gmsaaccounts", "--all", "--wait=true", "--timeout=2m")
+		}
 		kubectl("delete", "-k", filepath.Join(cfg.root, "config", "default"), "--ignore-not-found", "--wait=true", "--timeout=3m")
 		for _, crd := range []string{"gmsastacks.gmsa.io", "gmsaaccounts.gmsa.io"} {
 			Eventually(func() error { _, err := kubectlErr("get", "crd", crd); return err }).Should(HaveOccurred())
@@ -359,11 +370,15 @@ func olmSpecs() {
 		Expect(os.WriteFile(filepath.Join(configs, packageName, "catalog.json"), buf.Bytes(), 0o644)).To(Succeed())
 		run(e2eBin("opm"), "validate", configs)
 
-		// The catalog image: opm serving the catalog, grpc_health_probe for
-		// the pod's probes, a writable /tmp for opm's cache.
+		// The catalog image, as `opm generate dockerfile` describes it: opm
+		// serving the catalog from a cache built in advance
+		// (`opm serve --cache-only`), grpc_health_probe for the pod's probes,
+		// a writable /tmp; the cache belongs to the user opm runs as.
+		cache := filepath.Join(dir, "cache")
+		run(e2eBin("opm"), "serve", configs, "--cache-dir="+cache, "--cache-only")
 		catalogRef = buildImage(dir, "gmsa-operator-catalog", "e2e",
 			"-file", e2eBin("opm")+":/bin/opm", "-file", e2eBin("grpc_health_probe")+":/bin/grpc_health_probe",
-			"-dir", configs+":/configs", "-mkdir", "/tmp:1777", "-user", "1001",
+			"-dir", configs+":/configs", "-dir", cache+":/tmp/cache:1001", "-mkdir", "/tmp:1777", "-user", "1001",
 			"-label", "operators.operatorframework.io.index.configs.v1=/configs",
 			"-entrypoint", "/bin/opm", "-cmd", "serve", "-cmd", "/configs", "-cmd", "--cache-dir=/tmp/cache")
 		report(fmt.Sprintf("OLM catalog %s: %s (%s) -> %s (%s)", catalogRef, prev.csvName, prev.bundleRef, head.csvName, head.bundleRef))
@@ -451,7 +466,7 @@ spec:
 
 	It("upgrades through the channel under admission load: no failed admission, CRDs upgraded, objects untouched", func() {
 		// The previous CRD lets a duration under 1m through.
-		durationPatch := `{"spec":{"certificates":{"duration":"30s","renewBefore":"10s"}}}`
+		durationPatch := `{"spec":{"certificates":{"duration":"45s","renewBefore":"30s"}}}`
 		kubectl("patch", "gmsastack", "default", "--type=merge", "--dry-run=server", "-p", durationPatch)
 		before := takeSnapshot(ctx)
 
