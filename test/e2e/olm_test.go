@@ -544,23 +544,24 @@ spec:
 		_, err = dryRunCreate(ctx, gmsaPod("default", "default", credspecName))
 		Expect(err).NotTo(HaveOccurred(), "the webhook still serves")
 
-		By("removing the finalizer by hand (the documented way out) lets the garbage collector remove the whole webhook")
-		kubectl("patch", "gmsastack", "default", "--type=merge", "-p", `{"metadata":{"finalizers":null}}`)
+		By("finishing by hand as troubleshooting.md says: the webhook configurations first, then the finalizer; the garbage collector removes the rest")
+		kubectl("delete", "mutatingwebhookconfiguration", webhookName)
+		kubectl("delete", "validatingwebhookconfiguration", webhookName)
+		kubectl("patch", "gmsastack", "default", "--type=merge", "-p", `{"metadata":{"finalizers":[]}}`)
 		Eventually(func(g Gomega) {
-			for _, kind := range []string{"mutatingwebhookconfiguration", "validatingwebhookconfiguration"} {
-				out, err := kubectlErr("get", kind, "-o", "name")
-				g.Expect(err).NotTo(HaveOccurred())
-				g.Expect(out).NotTo(ContainSubstring(webhookName))
+			out, err := kubectlErr("get", "-n", webhookNS, "deploy,svc,pdb,sa,secret,pods", "-o", "name")
+			g.Expect(err).NotTo(HaveOccurred())
+			var left []string
+			for _, o := range strings.Fields(out) {
+				if o != "serviceaccount/default" { // the namespace's own, while it exists
+					left = append(left, o)
+				}
 			}
-			deps := &appsv1.DeploymentList{}
-			g.Expect(k8s.List(ctx, deps, client.InNamespace(webhookNS))).To(Succeed())
-			g.Expect(deps.Items).To(BeEmpty())
-			svcs := &corev1.ServiceList{}
-			g.Expect(k8s.List(ctx, svcs, client.InNamespace(webhookNS))).To(Succeed())
-			g.Expect(svcs.Items).To(BeEmpty())
-			pods := &corev1.PodList{}
-			g.Expect(k8s.List(ctx, pods, client.InNamespace(webhookNS))).To(Succeed())
-			g.Expect(pods.Items).To(BeEmpty())
+			g.Expect(left).To(BeEmpty(), "left in %s", webhookNS)
+			out, err = kubectlErr("get", "clusterrole,clusterrolebinding,mutatingwebhookconfiguration,validatingwebhookconfiguration", "-o", "name")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(out).NotTo(ContainSubstring(webhookName))
+			g.Expect(gone(ctx, &gmsav1alpha1.GmsaStack{ObjectMeta: metav1.ObjectMeta{Name: "default"}})).To(BeTrue())
 		}, 2*time.Minute, time.Second).Should(Succeed())
 		// With no webhook, a gMSA pod is admitted as it was sent.
 		p, err = dryRunCreate(ctx, gmsaPod("default", "default", credspecName))
