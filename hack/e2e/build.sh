@@ -104,7 +104,7 @@ gobuild cpb "${root}/hack/tools/olm" github.com/operator-framework/operator-life
 # opm's own build tags: no gpgme (cgo), sqlite's JSON functions.
 gobuild opm "${root}/hack/tools/opm" github.com/operator-framework/operator-registry/cmd/opm "-s -w" "${OLM_BIN}" "json1,containers_image_openpgp"
 gobuild grpc_health_probe "${root}/hack/tools/opm" github.com/grpc-ecosystem/grpc-health-probe "-s -w" "${OLM_BIN}"
-gobuild coredns "${root}/hack/tools/coredns" github.com/coredns/coredns "-s -w" "${OLM_BIN}"
+gobuild coredns "${root}/hack/tools/coredns" . "-s -w" "${OLM_BIN}"
 # The unpack Job's util container runs /bin/cp: Debian's static busybox.
 if [[ ! -x "${OLM_BIN}/busybox" ]]; then
   tmp="$(mktemp -d)"
