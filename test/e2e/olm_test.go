@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -75,7 +76,7 @@ func buildImage(dir, repo, tag string, args ...string) string {
 	GinkgoHelper()
 	tarball := filepath.Join(dir, strings.ReplaceAll(repo, "/", "_")+"-"+tag+".tar")
 	tagged := imageRepoLocal + "/" + repo + ":" + tag
-	run(e2eBin("ociimage"), append([]string{"-arch", "amd64", "-tag", tagged, "-out", tarball}, args...)...)
+	run(e2eBin("ociimage"), append([]string{"-arch", runtime.GOARCH, "-tag", tagged, "-out", tarball}, args...)...)
 	ctr("images", "import", "--local", "--digests", "--base-name", imageRepoLocal+"/"+repo, tarball)
 	// containerd converts the tarball's manifest: its digest is the one
 	// the node knows the image by.
