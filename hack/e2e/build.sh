@@ -7,8 +7,8 @@
 #   - runc, the CNI plugins, conntrack and iptables from Debian, when missing
 #   - the sandbox image (hack/e2e/pause) and the operator's image (make build-cross
 #     + hack/ociimage), as image tarballs under bin/e2e/images
-#   - OLM v0 ${OLM_VERSION} (hack/tools/olm), opm and grpc_health_probe
-#     (hack/tools/opm), CoreDNS (hack/tools/coredns), busybox-static from Debian
+#   - OLM v0 ${OLM_VERSION}, opm and grpc_health_probe (hack/tools/olm),
+#     CoreDNS (hack/tools/coredns), busybox-static from Debian
 #     (the unpack Job's /bin/cp), their FROM-scratch images, and OLM's install
 #     rendered from the module's deploy/chart with helm (bin/e2e/olm.yaml)
 # A second run reuses everything whose inputs did not change.
@@ -102,8 +102,8 @@ for c in olm catalog copy-content package-server; do
 done
 gobuild cpb "${root}/hack/tools/olm" github.com/operator-framework/operator-lifecycle-manager/util/cpb "-s -w" "${OLM_BIN}" json1
 # opm's own build tags: no gpgme (cgo), sqlite's JSON functions.
-gobuild opm "${root}/hack/tools/opm" github.com/operator-framework/operator-registry/cmd/opm "-s -w" "${OLM_BIN}" "json1,containers_image_openpgp"
-gobuild grpc_health_probe "${root}/hack/tools/opm" github.com/grpc-ecosystem/grpc-health-probe "-s -w" "${OLM_BIN}"
+gobuild opm "${root}/hack/tools/olm" github.com/operator-framework/operator-registry/cmd/opm "-s -w" "${OLM_BIN}" "json1,containers_image_openpgp"
+gobuild grpc_health_probe "${root}/hack/tools/olm" github.com/grpc-ecosystem/grpc-health-probe "-s -w" "${OLM_BIN}"
 gobuild coredns "${root}/hack/tools/coredns" . "-s -w" "${OLM_BIN}"
 # The unpack Job's util container runs /bin/cp: Debian's static busybox.
 if [[ ! -x "${OLM_BIN}/busybox" ]]; then

@@ -16,9 +16,9 @@ export GOTOOLCHAIN=local
 
 KUBE_VERSION="${KUBE_VERSION:-1.37.1}"
 CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
-# Pinned by hack/tools/{olm,opm,coredns}/go.mod; these name the cache and the images.
+# Pinned by hack/tools/{olm,coredns}/go.mod; these name the cache and the images.
 OLM_VERSION=v0.46.0
-OPM_VERSION=v1.74.0
+OPM_VERSION=v1.73.0
 COREDNS_VERSION=v1.15.0
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 os="$(go env GOOS)"

@@ -460,8 +460,24 @@ spec:
 		for _, p := range webhookPods(ctx) {
 			Expect(p.Spec.Containers[0].Image).To(Equal(prev.image))
 		}
-		p, err := dryRunCreate(ctx, gmsaPod("default", "default", credspecName))
-		Expect(err).NotTo(HaveOccurred())
+		// A new stack's webhook Service may not be routed yet when the stack
+		// says Ready (one full run here: "connect: connection refused" from
+		// the Service's ClusterIP, kube-proxy's answer for a Service without
+		// endpoints): measure how long gMSA pods are refused after Ready.
+		ready := time.Now()
+		refused, lastErr := 0, ""
+		var p *corev1.Pod
+		Eventually(func() error {
+			var err error
+			p, err = dryRunCreate(ctx, gmsaPod("default", "default", credspecName))
+			if err != nil {
+				refused++
+				lastErr = shortErr(err)
+			}
+			return err
+		}, 60*time.Second, 50*time.Millisecond).Should(Succeed())
+		report(fmt.Sprintf("OLM new stack: first gMSA pod admitted %v after the checks of Ready; %d refused before it%s",
+			time.Since(ready).Round(time.Millisecond), refused, map[bool]string{true: " (last: " + lastErr + ")", false: ""}[refused > 0]))
 		Expect(credSpecContent(p)).NotTo(BeEmpty())
 	})
 
