@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -38,10 +39,12 @@ const (
 	packageName    = "gmsa-operator"
 	prevVersion    = "0.0.9"
 	imageRepoLocal = "gmsa-e2e.invalid"
-	// The rule the previous version's GmsaStack CRD lacks, so that the CRD's
-	// upgrade can be seen: spec.certificates.duration must be at least 1m.
-	upgradedRule = "must be at least 1m"
 )
+
+// The rule the previous version's GmsaStack CRD lacks, so that the CRD's
+// upgrade can be seen: the minimum of spec.certificates.duration. Read from
+// HEAD's CRD: its message, and a patch that breaks that rule only.
+var upgradedRule, durationPatch string
 
 var (
 	gvkCSV          = schema.GroupVersionKind{Group: "operators.coreos.com", Version: "v1alpha1", Kind: "ClusterServiceVersion"}
@@ -95,7 +98,8 @@ func buildImage(dir, repo, tag string, args ...string) string {
 
 // writeBundle writes the bundle of bundle/ with the operator image replaced
 // by image and, for a previous version, another name and version, and a
-// GmsaStack CRD without upgradedRule. It returns the bundle's directory.
+// GmsaStack CRD without the minimum of spec.certificates.duration (which
+// sets upgradedRule and durationPatch).
 func writeBundle(dir, version, image string, previous bool) (csvName string) {
 	GinkgoHelper()
 	src := filepath.Join(cfg.root, "bundle")
@@ -130,9 +134,16 @@ func writeBundle(dir, version, image string, previous bool) (csvName string) {
 			csvName = meta["name"].(string)
 		case "CustomResourceDefinition":
 			if previous && obj["metadata"].(map[string]any)["name"] == "gmsastacks.gmsa.io" {
-				duration := digMap(obj, "spec", "versions", 0, "schema", "openAPIV3Schema", "properties", "spec",
-					"properties", "certificates", "properties", "duration")
-				Expect(fmt.Sprint(duration["x-kubernetes-validations"])).To(ContainSubstring(upgradedRule))
+				certs := digMap(obj, "spec", "versions", 0, "schema", "openAPIV3Schema", "properties", "spec",
+					"properties", "certificates", "properties")
+				duration := digMap(certs, "duration")
+				dMin, msg := minimumRule(duration)
+				rMin, _ := minimumRule(digMap(certs, "renewBefore"))
+				Expect(rMin).To(BeNumerically("<", dMin))
+				upgradedRule = msg
+				// Under the duration's minimum, above renewBefore's.
+				durationPatch = fmt.Sprintf(`{"spec":{"certificates":{"duration":%q,"renewBefore":%q}}}`,
+					((dMin + rMin) / 2).String(), rMin.String())
 				delete(duration, "x-kubernetes-validations")
 			}
 		}
@@ -142,6 +153,25 @@ func writeBundle(dir, version, image string, previous bool) (csvName string) {
 	}
 	Expect(csvName).NotTo(BeEmpty())
 	return csvName
+}
+
+// minimumRule is the minimum a duration field's CEL rule
+// "duration(self) >= duration('X')" sets, and the rule's message.
+func minimumRule(field map[string]any) (time.Duration, string) {
+	GinkgoHelper()
+	rules, _ := field["x-kubernetes-validations"].([]any)
+	for _, r := range rules {
+		rule := r.(map[string]any)
+		m := regexp.MustCompile(`^duration\(self\) >= duration\('([^']+)'\)$`).FindStringSubmatch(fmt.Sprint(rule["rule"]))
+		if m == nil {
+			continue
+		}
+		d, err := time.ParseDuration(m[1])
+		Expect(err).NotTo(HaveOccurred())
+		return d, fmt.Sprint(rule["message"])
+	}
+	Fail(fmt.Sprintf("no minimum rule in %v", rules))
+	return 0, ""
 }
 
 // digMap walks maps (string keys) and lists (int indexes) to a map.
@@ -483,7 +513,6 @@ spec:
 
 	It("upgrades through the channel under admission load: no failed admission, CRDs upgraded, objects untouched", func() {
 		// The previous CRD lets a duration under 1m through.
-		durationPatch := `{"spec":{"certificates":{"duration":"45s","renewBefore":"30s"}}}`
 		kubectl("patch", "gmsastack", "default", "--type=merge", "--dry-run=server", "-p", durationPatch)
 		before := takeSnapshot(ctx)
 
