@@ -16,6 +16,11 @@ export GOTOOLCHAIN=local
 
 KUBE_VERSION="${KUBE_VERSION:-1.37.1}"
 CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.4.2}"
+# Pinned by hack/tools/{olm,coredns}/go.mod; these name the cache and the images.
+OLM_VERSION=v0.46.0
+OPM_VERSION=v1.73.0
+COREDNS_VERSION=v1.15.0
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 os="$(go env GOOS)"
 arch="$(go env GOARCH)"
 
@@ -25,6 +30,7 @@ E2E_BIN="${root}/bin/e2e"
 NODE_BIN="${E2E_BIN}/kube-${KUBE_VERSION}-${os}-${arch}"
 CTRD_BIN="${E2E_BIN}/containerd-${CONTAINERD_VERSION}-${os}-${arch}"
 IMAGES="${E2E_BIN}/images"
+OLM_BIN="${E2E_BIN}/olm-${OLM_VERSION}-${os}-${arch}"
 
 # Run state, logs and the machine's directories of this cluster.
 E2E_DIR="${E2E_DIR:-/tmp/gmsa-e2e}"
@@ -46,6 +52,8 @@ POD_CIDR=10.217.0.0/24
 NODE_IP=10.217.0.1
 SVC_CIDR=10.217.1.0/24
 KUBERNETES_SVC_IP=10.217.1.1
+CLUSTER_DNS_IP=10.217.1.10
+OLM_NS=operator-lifecycle-manager
 NODE_NAME=gmsa-e2e-node
 
 # Image references that are never pulled (.invalid never resolves).

@@ -13,7 +13,8 @@ if [[ -d "${PIDS}" ]] && compgen -G "${PIDS}/*.pid" >/dev/null; then
   die "a cluster is already up (${PIDS}); run make e2e-down first"
 fi
 for b in "${K8S_BIN}"/{kube-apiserver,kube-controller-manager,kubectl,etcd} "${NODE_BIN}"/{kubelet,kube-scheduler,kube-proxy} \
-  "${CTRD_BIN}"/{containerd,containerd-shim-runc-v2,ctr} "${IMAGES}/pause.tar" "${IMAGES}/gmsa-operator.tar"; do
+  "${CTRD_BIN}"/{containerd,containerd-shim-runc-v2,ctr} "${IMAGES}/pause.tar" "${IMAGES}/gmsa-operator.tar" \
+  "${IMAGES}"/{olm,opm,coredns}.{tar,ref} "${E2E_BIN}/olm.yaml"; do
   [[ -e "${b}" ]] || die "missing ${b}: run hack/e2e/build.sh (make e2e-up does)"
 done
 
@@ -235,6 +236,20 @@ PATH="${CTRD_BIN}:${PATH}" start containerd "${CTRD_BIN}/containerd" --config "$
 wait_for containerd 30 ctr_ version
 ctr_ -n k8s.io images import --local "${IMAGES}/pause.tar" >/dev/null
 ctr_ -n k8s.io images import --local "${IMAGES}/gmsa-operator.tar" >/dev/null
+# OLM's images are referenced by digest (name@sha256:...), or OLM makes the
+# kubelet pull them: --digests records that name too. The digest is the one
+# of the manifest containerd stores (it converts the tarball's), so it is
+# read back here.
+for i in olm opm coredns; do
+  ctr_ -n k8s.io images import --local --digests --base-name "${IMAGE_REPO}/${i}" "${IMAGES}/${i}.tar" >/dev/null
+done
+by_digest() { # by_digest NAME: repo@digest of the imported NAME.ref
+  local ref d
+  ref="$(cat "${IMAGES}/$1.ref")"
+  d="$(ctr_ -n k8s.io images ls "name==${ref}" | awk 'NR == 2 {print $3}')"
+  [[ "${d}" == sha256:* ]] || die "no digest for ${ref}"
+  echo "${ref%:*}@${d}"
+}
 
 # --- kubelet ---
 touch "${E2E_DIR}/resolv.conf" # pods get no name server: nothing outside is reachable anyway
@@ -261,6 +276,7 @@ authentication:
   x509: {clientCAFile: ${PKI}/ca.crt}
 authorization: {mode: Webhook}
 clusterDomain: cluster.local
+clusterDNS: [${CLUSTER_DNS_IP}]
 resolvConf: ${E2E_DIR}/resolv.conf
 podLogsDir: ${E2E_DIR}/pod-logs
 failSwapOn: false
@@ -295,5 +311,21 @@ start kube-proxy "${NODE_BIN}/kube-proxy" --config "${E2E_DIR}/kube-proxy.yaml"
 
 wait_for "node ${NODE_NAME}" 120 kctl wait --for=condition=Ready "node/${NODE_NAME}" --timeout=1s
 wait_for "default service account" 60 kctl get serviceaccount default -n default
+
+# --- CoreDNS, then OLM (rendered by build.sh from the module's deploy/chart) ---
+sed -e "s|IMAGE|$(cat "${IMAGES}/coredns.ref")|; s|CLUSTER_DNS|${CLUSTER_DNS_IP}|" "${root}/hack/e2e/addons/coredns.yaml" |
+  kctl apply -f - >/dev/null
+# The CRDs first: the same file holds objects of those kinds.
+sed -e "s|OLM_IMAGE_BY_DIGEST|$(by_digest olm)|g; s|OPM_IMAGE_BY_DIGEST|$(by_digest opm)|g" "${E2E_BIN}/olm.yaml" >"${E2E_DIR}/olm.yaml"
+kctl apply --server-side -f "${E2E_DIR}/olm.yaml" >/dev/null 2>&1 || true
+kctl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+kctl apply --server-side --force-conflicts -f "${E2E_DIR}/olm.yaml" >/dev/null
+kctl rollout status -n kube-system deployment/coredns --timeout=120s >/dev/null
+kctl rollout status -n "${OLM_NS}" deployment/olm-operator --timeout=180s >/dev/null
+kctl rollout status -n "${OLM_NS}" deployment/catalog-operator --timeout=180s >/dev/null
+# The package server is an aggregated API: until it serves, discovery is
+# incomplete and deleting a namespace waits.
+wait_for "OLM's packageserver" 180 kctl wait --for=condition=Available apiservice/v1.packages.operators.coreos.com --timeout=1s
+log "CoreDNS and OLM ${OLM_VERSION} up after $((SECONDS - started))s"
 log "cluster up in $((SECONDS - started))s; export KUBECONFIG=${KUBECONFIG_ADMIN}"
 log "operator image: $(cat "${IMAGES}/gmsa-operator.ref"); logs: ${LOGS}"

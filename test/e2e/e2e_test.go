@@ -524,6 +524,8 @@ patches:
 			Expect(tDeployment.Sub(tConfigs)).To(BeNumerically(">=", teardownDelayOK))
 		})
 	})
+
+	Context("installed from a catalog by OLM, upgraded through its channel, uninstalled", olmSpecs)
 })
 
 func condition(conds []metav1.Condition, t string) metav1.ConditionStatus {
