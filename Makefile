@@ -149,3 +149,7 @@ bench-accounts: control-plane build ## GmsaAccount convergence against a plain-c
 .PHONY: bench-webhook
 bench-webhook: control-plane ## Admission latency and throughput against a baseline handler; writes docs/benchmarks.md.
 	go run ./test/benchmark/webhook -out docs/benchmarks.md $(BENCH_WEBHOOK_FLAGS)
+
+.PHONY: bench-admission
+bench-admission: control-plane ## Pod creation through the API server: no gMSA admission, Webhook mode, Policy mode; the webhook under a burst (as root).
+	go run ./test/benchmark/admission -out docs/benchmarks.md $(BENCH_ADMISSION_FLAGS)

@@ -10,6 +10,8 @@
 //	LOG_LEVEL          panic, fatal, error, warn, info (default), debug or trace
 //	RANDOM_HOSTNAME    true: give gMSA pods without spec.hostname a random one
 //	QPS, BURST         client rate limits towards the API server
+//	AUTHZ_CACHE_TTL    how long an authorization decision is reused (Go duration, default 2s; 0 reuses none)
+//	AUTHZ_CACHE_SIZE   most authorization decisions kept (default 4096)
 //	--cert-reload      accepted; certificates are always reloaded
 package main
 
@@ -88,16 +90,18 @@ func run() error {
 	defer stop()
 	log.Info("starting gMSA webhook", "version", version, "httpsPort", env.port, "randomHostname", env.randomHostname, "logLevel", env.logLevel)
 	return cluster.Run(ctx, cluster.Config{
-		CertFile:        env.certFile,
-		KeyFile:         env.keyFile,
-		Addr:            ":" + strconv.Itoa(env.port),
-		MetricsAddr:     metricsAddr,
-		RandomHostname:  env.randomHostname,
-		Version:         version,
-		KubeConfig:      kubeConfig,
-		ShutdownDelay:   shutdownDelay,
-		ShutdownTimeout: shutdownTimeout,
-		Log:             log,
+		CertFile:               env.certFile,
+		KeyFile:                env.keyFile,
+		Addr:                   ":" + strconv.Itoa(env.port),
+		MetricsAddr:            metricsAddr,
+		RandomHostname:         env.randomHostname,
+		Version:                version,
+		KubeConfig:             kubeConfig,
+		AuthorizationCacheTTL:  env.authzCacheTTL,
+		AuthorizationCacheSize: env.authzCacheSize,
+		ShutdownDelay:          shutdownDelay,
+		ShutdownTimeout:        shutdownTimeout,
+		Log:                    log,
 	})
 }
 
@@ -109,6 +113,10 @@ type settings struct {
 	randomHostname    bool
 	qps               float32
 	burst             int
+	// authzCacheTTL is cluster.Config.AuthorizationCacheTTL: negative
+	// when AUTHZ_CACHE_TTL is 0.
+	authzCacheTTL  time.Duration
+	authzCacheSize int
 	// warnings are problems that do not stop the webhook.
 	warnings []string
 }
@@ -116,18 +124,18 @@ type settings struct {
 // logLevels are upstream's LOG_LEVEL values, most verbose last.
 var logLevels = []string{"panic", "fatal", "error", "warn", "info", "debug", "trace"}
 
-// Client rate limits: one LocalSubjectAccessReview per gMSA pod needs more
-// than client-go's default of 5 per second.
+// Client rate limits: see cluster.DefaultQPS.
 const (
-	defaultQPS   = 50
-	defaultBurst = 100
+	defaultQPS   = cluster.DefaultQPS
+	defaultBurst = cluster.DefaultBurst
 )
 
 // parseEnv reads the upstream webhook's environment variables. An unknown
 // LOG_LEVEL is a warning (info is used), as upstream; missing TLS files and
 // unparsable numbers or booleans are errors.
 func parseEnv(lookup func(string) (string, bool)) (settings, error) {
-	s := settings{port: 443, logLevel: "info", qps: defaultQPS, burst: defaultBurst}
+	s := settings{port: 443, logLevel: "info", qps: defaultQPS, burst: defaultBurst,
+		authzCacheTTL: cluster.DefaultDecisionTTL, authzCacheSize: cluster.DefaultDecisionCacheSize}
 	var errs []error
 	if v, ok := lookup("LOG_LEVEL"); ok {
 		if l := strings.ToLower(strings.TrimSpace(v)); slices.Contains(logLevels, l) {
@@ -173,6 +181,23 @@ func parseEnv(lookup func(string) (string, bool)) (settings, error) {
 			errs = append(errs, fmt.Errorf("BURST %q is not a positive integer", v))
 		}
 		s.burst = b
+	}
+	if v, ok := lookup("AUTHZ_CACHE_TTL"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("AUTHZ_CACHE_TTL %q is not a duration of 0 or more (such as 2s)", v))
+		}
+		s.authzCacheTTL = d
+		if d == 0 {
+			s.authzCacheTTL = -1
+		}
+	}
+	if v, ok := lookup("AUTHZ_CACHE_SIZE"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("AUTHZ_CACHE_SIZE %q is not a positive integer", v))
+		}
+		s.authzCacheSize = n
 	}
 	return s, errors.Join(errs...)
 }

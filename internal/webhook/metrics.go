@@ -25,6 +25,7 @@ type Metrics struct {
 	requests     *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	authz        prometheus.Histogram
+	authzAnswers *prometheus.CounterVec
 	certNotAfter prometheus.Gauge
 	credSpecs    prometheus.Gauge
 }
@@ -47,6 +48,10 @@ func NewMetrics() *Metrics {
 			Help:    "Time of one LocalSubjectAccessReview against the API server.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17),
 		}),
+		authzAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gmsa_webhook_authorization_answers_total",
+			Help: "Authorization answers, by source: review (a LocalSubjectAccessReview of this request's own), shared (the review another request had in flight for the same question), cache (a decision younger than AUTHZ_CACHE_TTL).",
+		}, []string{"source"}),
 		certNotAfter: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gmsa_webhook_certificate_not_after_timestamp_seconds",
 			Help: "Expiry (notAfter, Unix seconds) of the serving certificate in use.",
@@ -56,7 +61,7 @@ func NewMetrics() *Metrics {
 			Help: "GMSACredentialSpec objects in the webhook's cache.",
 		}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.authz, m.certNotAfter, m.credSpecs,
+	m.registry.MustRegister(m.requests, m.duration, m.authz, m.authzAnswers, m.certNotAfter, m.credSpecs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -84,6 +89,15 @@ func (m *Metrics) ObserveAuthorization(took time.Duration) {
 		return
 	}
 	m.authz.Observe(took.Seconds())
+}
+
+// ObserveAuthorizationAnswer counts one authorization answer by its source
+// (review, shared or cache).
+func (m *Metrics) ObserveAuthorizationAnswer(source string) {
+	if m == nil {
+		return
+	}
+	m.authzAnswers.WithLabelValues(source).Inc()
 }
 
 func (m *Metrics) setCertNotAfter(t time.Time) {

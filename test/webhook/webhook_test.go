@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/gmsa-operator/gmsa-operator/internal/certs"
+	"github.com/gmsa-operator/gmsa-operator/internal/webhook/cluster"
 )
 
 var (
@@ -294,11 +295,53 @@ var _ = Describe("gMSA admission through the API server", func() {
 		Expect(mutateCount("allowed")).To(BeNumerically(">", before), "the webhook was asked and allowed it without a patch")
 	})
 
+	It("stops honouring a revoked RoleBinding, and honours a new one, within the decision cache's TTL", func() {
+		ttl := cluster.DefaultDecisionTTL
+		grant(ns, "webapp1", serviceAccount(ns, "app"))
+		bindings := &rbacv1.RoleBindingList{}
+		Expect(k8s.List(ctx, bindings, client.InNamespace(ns))).To(Succeed())
+		Expect(bindings.Items).To(HaveLen(1))
+		binding := bindings.Items[0]
+		create := func() error {
+			return k8s.Create(ctx, gmsaPod("web", "app", in(ns), podLevel("webapp1", "")), client.DryRunAll)
+		}
+		// timeUntil asks every 50 ms until answer holds and returns how
+		// long that took.
+		timeUntil := func(answer OmegaMatcher) time.Duration {
+			GinkgoHelper()
+			start := time.Now()
+			Eventually(create).WithTimeout(ttl + 10*time.Second).WithPolling(50 * time.Millisecond).Should(answer)
+			return time.Since(start)
+		}
+		Expect(create()).To(Succeed())
+		asked := time.Now()
+
+		By("deleting the RoleBinding: a pod created at once is still admitted on the cached decision")
+		Expect(k8s.Delete(ctx, &binding)).To(Succeed())
+		revoked := time.Now()
+		err := create()
+		if time.Since(asked) < ttl/2 {
+			Expect(err).NotTo(HaveOccurred(), "the decision made %v ago was not reused", time.Since(asked))
+		}
+		timeUntil(deniedBy(validatingName, notAuthorized("app", "webapp1")))
+		denied := time.Since(revoked)
+		GinkgoWriter.Printf("revoked RoleBinding no longer honoured after %v (TTL %v)\n", denied, ttl)
+		// The API server's RBAC cache follows a watch: allow it a second.
+		Expect(denied).To(BeNumerically("<=", ttl+time.Second))
+
+		By("binding again: honoured within the TTL of the cached denial")
+		grant(ns, "webapp1", serviceAccount(ns, "app"))
+		granted := timeUntil(Succeed())
+		GinkgoWriter.Printf("new RoleBinding honoured after %v (TTL %v)\n", granted, ttl)
+		Expect(granted).To(BeNumerically("<=", ttl+time.Second))
+	})
+
 	It("exports Prometheus metrics of its answers", func() {
 		metrics := scrape()
 		Expect(metrics).To(MatchRegexp(`gmsa_webhook_admission_requests_total\{operation="CREATE",path="/mutate",result="mutated"\} [1-9]`))
 		Expect(metrics).To(MatchRegexp(`gmsa_webhook_admission_requests_total\{operation="CREATE",path="/validate",result="denied"\} [1-9]`))
 		Expect(metrics).To(MatchRegexp(`gmsa_webhook_authorization_duration_seconds_count [1-9]`))
+		Expect(metrics).To(MatchRegexp(`gmsa_webhook_authorization_answers_total\{source="review"\} [1-9]`))
 		Expect(metrics).To(MatchRegexp(`gmsa_webhook_certificate_not_after_timestamp_seconds [0-9.e+]+`))
 		Expect(metrics).To(MatchRegexp(`gmsa_webhook_credspecs 3`))
 	})

@@ -27,6 +27,20 @@ const (
 	DefaultMetricsAddr = ":8080"
 )
 
+// DefaultQPS and DefaultBurst are the webhook's client rate limits towards
+// the API server (QPS, BURST): in practice, LocalSubjectAccessReviews, one
+// per distinct question (SharedAuthorizer), each answered from the API
+// server's memory. A client-side wait is added to a pod's admission and,
+// past the webhook's timeoutSeconds, fails it, so the limits are set for a
+// burst of distinct questions (a restart of the Windows pods of hundreds of
+// namespaces) to pass without waiting: 400 at once, 200 a second after
+// that. They still bound a webhook gone wrong; API Priority and Fairness
+// protects the API server from the rest.
+const (
+	DefaultQPS   = 200
+	DefaultBurst = 400
+)
+
 // Config is everything Run needs.
 type Config struct {
 	// CertFile and KeyFile are the PEM serving certificate and key
@@ -45,8 +59,16 @@ type Config struct {
 	// create LocalSubjectAccessReviews.
 	KubeConfig *rest.Config
 	// Authorizer replaces the LocalSubjectAccessReview authorizer (the
-	// benchmark uses it to leave the API server's time out); nil uses it.
+	// benchmark uses it to leave the API server's time out); nil uses it,
+	// behind a SharedAuthorizer. A replacement is used as it is.
 	Authorizer admission.Authorizer
+	// AuthorizationCacheTTL is how long an authorization decision is
+	// reused (SharedAuthorizer); 0 means DefaultDecisionTTL, a negative
+	// value reuses none (identical reviews in flight are still shared).
+	AuthorizationCacheTTL time.Duration
+	// AuthorizationCacheSize bounds the decisions kept; 0 means
+	// DefaultDecisionCacheSize.
+	AuthorizationCacheSize int
 	// ShutdownDelay and ShutdownTimeout: see webhook.Server.
 	ShutdownDelay, ShutdownTimeout time.Duration
 	// CertPollInterval is the certificate files' re-read interval; 0 means
@@ -90,7 +112,12 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("create clientset: %w", err)
 		}
-		authz = NewSARAuthorizer(cs.AuthorizationV1(), metrics)
+		ttl := cfg.AuthorizationCacheTTL
+		if ttl == 0 {
+			ttl = DefaultDecisionTTL
+		}
+		authz = NewSharedAuthorizer(NewSARAuthorizer(cs.AuthorizationV1(), metrics),
+			SharedAuthorizerOptions{TTL: ttl, Size: cfg.AuthorizationCacheSize, Metrics: metrics})
 	}
 
 	h, err := webhook.NewHandler(webhook.HandlerOptions{

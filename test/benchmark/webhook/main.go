@@ -717,7 +717,7 @@ func render(opts options, results, sar []stats) string {
 	w("shared machine a burst of other load during one target's slice skews pooled percentiles (the pooled ratio is shown too).\n\n")
 
 	w("LocalSubjectAccessReview (one per distinct credspec name of a pod, sent by `/validate`) against the same local\n")
-	w("kube-apiserver with RBAC, client rate limit lifted (the webhook's default is QPS 50, burst 100; `QPS` and `BURST` set it):\n\n")
+	w("kube-apiserver with RBAC, client rate limit lifted (the webhook's default is QPS %d, burst %d; `QPS` and `BURST` set it):\n\n", cluster.DefaultQPS, cluster.DefaultBurst)
 	w("| concurrency | p50 ms | p99 ms | req/s |\n|---:|---:|---:|---:|\n")
 	for _, s := range sar {
 		w("| %d | %s | %s | %.0f |\n", s.concurrency, ms(s.p50), ms(s.p99), s.rps)
