@@ -378,11 +378,7 @@ func setUpApps() {
 	}).Should(Succeed())
 	create(newCredSpec("legacy", map[string]any{"CmsPlugins": []any{"ActiveDirectory"}, "DomainJoinConfig": map[string]any{"DnsName": "legacy.com"}}))
 	create(newCredSpec("nocontent", nil))
-	create(&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "legacy-use"}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{"windows.k8s.io"}, Resources: []string{"gmsacredentialspecs"}, Verbs: []string{"use"}, ResourceNames: []string{"legacy", "nocontent"}}}})
-	create(&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "legacy-use", Namespace: appNS},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "legacy-use"},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "webapp", Namespace: appNS}}})
+	grantUse("legacy-use", "legacy", "nocontent")
 	for _, n := range []string{"webapp1", "webapp2"} {
 		Eventually(func(g Gomega) {
 			a := &gmsav1alpha1.GmsaAccount{}
@@ -457,6 +453,36 @@ func load(what string) func() (sent, failed, unchecked int64) {
 		wg.Wait()
 		GinkgoWriter.Printf("%s: %d admissions, %d failed, %d refusals missed (first failure: %v)\n", what, nSent.Load(), nFailed.Load(), nUnchecked.Load(), firstErr.Load())
 		return nSent.Load(), nFailed.Load(), nUnchecked.Load()
+	}
+}
+
+// switchUnderLoad changes the mode while load runs, and expects no failed
+// admission and no refusal missed.
+func switchUnderLoad(what string, mode gmsav1alpha1.AdmissionMode) {
+	GinkgoHelper()
+	stop := load(what)
+	setMode(mode)
+	eventuallyMode(mode)
+	time.Sleep(2 * time.Second)
+	sent, failed, unchecked := stop()
+	Expect(sent).To(BeNumerically(">", 50))
+	Expect(failed).To(BeZero())
+	Expect(unchecked).To(BeZero())
+}
+
+// grantUse lets apps/webapp `use` the named credspecs, through a ClusterRole
+// and a RoleBinding made by hand, as the upstream docs do it.
+func grantUse(name string, credspecs ...string) {
+	GinkgoHelper()
+	ctx := context.Background()
+	for _, obj := range []client.Object{
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"windows.k8s.io"}, Resources: []string{"gmsacredentialspecs"}, Verbs: []string{"use"}, ResourceNames: credspecs}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: appNS},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "webapp", Namespace: appNS}}},
+	} {
+		Expect(k8s.Create(ctx, obj)).To(Succeed(), "%T %s", obj, obj.GetName())
 	}
 }
 
@@ -553,12 +579,7 @@ var _ = Describe("Policy mode", Ordered, func() {
 
 	It("publishes a credspec created, changed or deleted within a bounded time", func() {
 		ctx := context.Background()
-		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "fresh-use", Namespace: appNS},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "fresh-use"},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "webapp", Namespace: appNS}}}
-		Expect(k8s.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "fresh-use"}, Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"windows.k8s.io"}, Resources: []string{"gmsacredentialspecs"}, Verbs: []string{"use"}, ResourceNames: []string{"fresh"}}}})).To(Succeed())
-		Expect(k8s.Create(ctx, rb)).To(Succeed())
+		grantUse("fresh-use", "fresh")
 		c := podCase{sa: "webapp", pod: &options{name: str("fresh")}}
 		timeUntil := func(what string, ok func(outcome) bool) time.Duration {
 			start := time.Now()
@@ -636,11 +657,7 @@ var _ = Describe("Policy mode", Ordered, func() {
 		}
 		wg.Wait()
 		GinkgoWriter.Printf("created %d credspecs in %v\n", n, time.Since(start))
-		Expect(k8s.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "svc-use"}, Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"windows.k8s.io"}, Resources: []string{"gmsacredentialspecs"}, Verbs: []string{"use"}, ResourceNames: []string{"svc-00000", "svc-01234", "svc-02999"}}}})).To(Succeed())
-		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "svc-use", Namespace: appNS},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "svc-use"},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "webapp", Namespace: appNS}}})).To(Succeed())
+		grantUse("svc-use", "svc-00000", "svc-01234", "svc-02999")
 		Eventually(func(g Gomega) {
 			cms := &gmsav1alpha1.GmsaCredSpecSetList{}
 			g.Expect(k8s.List(ctx, cms, client.InNamespace(namespace), client.MatchingLabels{stack.PolicyShardLabel: "true"})).To(Succeed())
@@ -670,14 +687,7 @@ var _ = Describe("Policy mode", Ordered, func() {
 	})
 
 	It("switches to Webhook mode under load: zero failed admissions, no refusal missed", func() {
-		stop := load("policy-to-webhook")
-		setMode(gmsav1alpha1.AdmissionModeWebhook)
-		eventuallyMode(gmsav1alpha1.AdmissionModeWebhook)
-		time.Sleep(2 * time.Second)
-		sent, failed, unchecked := stop()
-		Expect(sent).To(BeNumerically(">", 50))
-		Expect(failed).To(BeZero())
-		Expect(unchecked).To(BeZero())
+		switchUnderLoad("policy-to-webhook", gmsav1alpha1.AdmissionModeWebhook)
 	})
 
 	It("gives the same answers in Webhook mode, but for the deviations listed as deliberate", func() {
@@ -711,14 +721,7 @@ var _ = Describe("Policy mode", Ordered, func() {
 	})
 
 	It("switches back to Policy mode under load: zero failed admissions, no refusal missed", func() {
-		stop := load("webhook-to-policy")
-		setMode(gmsav1alpha1.AdmissionModePolicy)
-		eventuallyMode(gmsav1alpha1.AdmissionModePolicy)
-		time.Sleep(2 * time.Second)
-		sent, failed, unchecked := stop()
-		Expect(sent).To(BeNumerically(">", 50))
-		Expect(failed).To(BeZero())
-		Expect(unchecked).To(BeZero())
+		switchUnderLoad("webhook-to-policy", gmsav1alpha1.AdmissionModePolicy)
 	})
 
 	// Found here with ConfigMaps as parameters: once every policy using a
@@ -728,11 +731,7 @@ var _ = Describe("Policy mode", Ordered, func() {
 	// parameters are of the operator's own kind since.
 	It("publishes a credspec created after switching back from Webhook mode", func() {
 		ctx := context.Background()
-		Expect(k8s.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "late-use"}, Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"windows.k8s.io"}, Resources: []string{"gmsacredentialspecs"}, Verbs: []string{"use"}, ResourceNames: []string{"late"}}}})).To(Succeed())
-		Expect(k8s.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "late-use", Namespace: appNS},
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "late-use"},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "webapp", Namespace: appNS}}})).To(Succeed())
+		grantUse("late-use", "late")
 		content := map[string]any{"CmsPlugins": []any{"ActiveDirectory"}, "DomainJoinConfig": map[string]any{"DnsName": "late.com"}}
 		Expect(k8s.Create(ctx, newCredSpec("late", content))).To(Succeed())
 		c := podCase{sa: "webapp", pod: &options{name: str("late")}}
