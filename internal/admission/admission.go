@@ -38,6 +38,49 @@ type CredSpec struct {
 	// Content is the object's credspec field in the form CanonicalJSON
 	// returns; empty when the object has no credspec field.
 	Content string
+	// Account is the name of the GmsaAccount that generates the credential
+	// spec, empty when no GmsaAccount does. It only feeds denial hints.
+	Account string
+}
+
+// SimilarNames is implemented by CredSpecs that can find a credential spec
+// whose name differs from a given name only in case, for the "did you
+// mean" hint of a denial (the Kubernetes docs' own sample names
+// "WebApp1"; object names are lower case).
+type SimilarNames interface {
+	// SameNameIgnoringCase returns the name of a credential spec that equals
+	// name when compared case-insensitively but differs from it, if any.
+	SameNameIgnoringCase(name string) (string, bool)
+}
+
+// Denial reasons: machine-readable causes of a refusal. The response
+// carries one in its audit annotation DenialReasonKey (the API server
+// records it in the audit log as <webhook>/denial-reason), and the webhook
+// counts admissions by it. The message, not the reason, is what users see,
+// as with the upstream webhook.
+const (
+	ReasonNotFound           = "NotFound"           // no credential spec of that name
+	ReasonNoContent          = "NoContent"          // the credential spec has no credspec field
+	ReasonLookupError        = "LookupError"        // the credential spec could not be read
+	ReasonUnauthorized       = "Unauthorized"       // the service account may not use the credential spec
+	ReasonAuthorizationError = "AuthorizationError" // the authorization check could not be made
+	ReasonUnnamed            = "Unnamed"            // content without a name
+	ReasonContentMismatch    = "ContentMismatch"    // content given by the user differs
+	ReasonImmutable          = "Immutable"          // gMSA settings changed on UPDATE
+	ReasonBadRequest         = "BadRequest"         // not a well-formed pod admission request
+	ReasonInternalError      = "InternalError"      // the webhook could not build its answer
+)
+
+// DenialReasonKey is the audit annotation that carries a denial's reason.
+const DenialReasonKey = "denial-reason"
+
+// DenialReason returns the reason of a denial, or "" for a response that
+// allows the request.
+func DenialReason(resp *admissionv1.AdmissionResponse) string {
+	if resp == nil || resp.Allowed {
+		return ""
+	}
+	return resp.AuditAnnotations[DenialReasonKey]
 }
 
 // CredSpecs looks credential specs up by name. Implementations must be safe
@@ -160,7 +203,7 @@ func (r *Reviewer) mutate(req *Request) *admissionv1.AdmissionResponse {
 	}
 	body, err := json.Marshal(patch)
 	if err != nil {
-		return denied(http.StatusInternalServerError, fmt.Sprintf("unable to encode the JSON patch: %v", err))
+		return denied(http.StatusInternalServerError, ReasonInternalError, fmt.Sprintf("unable to encode the JSON patch: %v", err))
 	}
 	patchType := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: body, PatchType: &patchType}
@@ -200,7 +243,7 @@ func (r *Reviewer) validateNew(ctx context.Context, namespace string, pod *Pod, 
 	for _, o := range opts {
 		if o.name == nil {
 			if o.content != nil {
-				return denied(http.StatusUnprocessableEntity, fmt.Sprintf(
+				return denied(http.StatusUnprocessableEntity, ReasonUnnamed, fmt.Sprintf(
 					"%s %q has a GMSA cred spec set, but does not define the name of the corresponding resource", o.kind, o.owner))
 			}
 			continue
@@ -217,7 +260,7 @@ func (r *Reviewer) validateNew(ctx context.Context, namespace string, pod *Pod, 
 	for _, name := range names {
 		ok, reason, err := r.Authorizer.MayUse(ctx, namespace, sa, name)
 		if err != nil {
-			return denied(http.StatusInternalServerError, fmt.Sprintf(
+			return denied(http.StatusInternalServerError, ReasonAuthorizationError, fmt.Sprintf(
 				"unable to check whether service account %q may `use` GMSA cred spec %q: %v", sa, name, err))
 		}
 		if !ok {
@@ -225,7 +268,7 @@ func (r *Reviewer) validateNew(ctx context.Context, namespace string, pod *Pod, 
 			if reason != "" {
 				msg += fmt.Sprintf(", reason: %q", reason)
 			}
-			return denied(http.StatusForbidden, msg)
+			return denied(http.StatusForbidden, ReasonUnauthorized, msg+r.unauthorizedHint(namespace, sa, name))
 		}
 	}
 
@@ -242,7 +285,7 @@ func (r *Reviewer) validateNew(ctx context.Context, namespace string, pod *Pod, 
 			if err != nil {
 				msg += ": " + err.Error()
 			}
-			return denied(http.StatusUnprocessableEntity, msg)
+			return denied(http.StatusUnprocessableEntity, ReasonContentMismatch, msg)
 		}
 	}
 	return allowed()
@@ -253,13 +296,46 @@ func (r *Reviewer) lookUp(name string) (CredSpec, *admissionv1.AdmissionResponse
 	spec, found, err := r.CredSpecs.CredSpec(name)
 	switch {
 	case err != nil:
-		return CredSpec{}, denied(http.StatusInternalServerError, fmt.Sprintf("unable to retrieve the contents of cred spec %s: %v", name, err))
+		return CredSpec{}, denied(http.StatusInternalServerError, ReasonLookupError, fmt.Sprintf("unable to retrieve the contents of cred spec %s: %v", name, err))
 	case !found:
-		return CredSpec{}, denied(http.StatusNotFound, fmt.Sprintf("cred spec %s does not exist", name))
+		return CredSpec{}, denied(http.StatusNotFound, ReasonNotFound, fmt.Sprintf("cred spec %s does not exist", name)+r.notFoundHint(name))
 	case spec.Content == "":
-		return CredSpec{}, denied(http.StatusExpectationFailed, fmt.Sprintf("cred spec %s does not have a credspec key", name))
+		return CredSpec{}, denied(http.StatusExpectationFailed, ReasonNoContent, fmt.Sprintf("cred spec %s does not have a credspec key", name))
 	}
 	return spec, nil
+}
+
+// notFoundHint is appended to "cred spec X does not exist": a credential
+// spec whose name differs only in case is most likely the one meant (pod
+// validation refuses upper case after mutation, so the user can never use
+// the name as written).
+func (r *Reviewer) notFoundHint(name string) string {
+	similar, ok := r.CredSpecs.(SimilarNames)
+	if !ok {
+		return ""
+	}
+	if other, found := similar.SameNameIgnoringCase(name); found {
+		return fmt.Sprintf("; did you mean %s (names are case-sensitive)", other)
+	}
+	return ""
+}
+
+// unauthorizedHint is appended to an authorization refusal. It names the
+// GmsaAccount that generates the credential spec and what to add to it, or
+// the credential spec that was probably meant, and never reveals content
+// or which other service accounts may use it.
+func (r *Reviewer) unauthorizedHint(namespace, serviceAccount, name string) string {
+	spec, found, err := r.CredSpecs.CredSpec(name)
+	switch {
+	case err != nil:
+		return ""
+	case !found:
+		return r.notFoundHint(name)
+	case spec.Account != "":
+		return fmt.Sprintf("; GmsaAccount %q generates this cred spec: add {namespace: %s, name: %s} to its spec.serviceAccounts", spec.Account, namespace, serviceAccount)
+	default:
+		return fmt.Sprintf("; no GmsaAccount generates this cred spec: add {namespace: %s, name: %s} to the spec.serviceAccounts of a GmsaAccount with spec.credentialSpec.existing.name %s", namespace, serviceAccount, name)
+	}
 }
 
 func (r *Reviewer) newHostname() string {
@@ -294,7 +370,7 @@ func unchanged(pod, oldPod *Pod, skip []gmsaOptions) *admissionv1.AdmissionRespo
 		if len(modified) == 0 {
 			return nil
 		}
-		return denied(http.StatusForbidden, fmt.Sprintf("cannot update an existing pod's GMSA settings (GMSA %s modified on %s %q)",
+		return denied(http.StatusForbidden, ReasonImmutable, fmt.Sprintf("cannot update an existing pod's GMSA settings (GMSA %s modified on %s %q)",
 			strings.Join(modified, " and "), now.kind, now.owner))
 	}
 	for _, o := range pod.gmsaOptions() {
@@ -342,18 +418,18 @@ func checkRequest(req *Request) (pod, oldPod *Pod, denial *admissionv1.Admission
 		if req.Kind.Group != "" {
 			kind += "." + req.Kind.Group
 		}
-		return nil, nil, denied(http.StatusBadRequest, fmt.Sprintf("expected a Pod object, got a %s", kind))
+		return nil, nil, denied(http.StatusBadRequest, ReasonBadRequest, fmt.Sprintf("expected a Pod object, got a %s", kind))
 	}
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return nil, nil, nil
 	}
 	if req.Object == nil {
-		return nil, nil, denied(http.StatusBadRequest, "unable to decode the pod: "+errNoObject.Error())
+		return nil, nil, denied(http.StatusBadRequest, ReasonBadRequest, "unable to decode the pod: "+errNoObject.Error())
 	}
 	oldPod = &Pod{}
 	if req.Operation == admissionv1.Update {
 		if req.OldObject == nil {
-			return nil, nil, denied(http.StatusBadRequest, "unable to decode the old pod: "+errNoObject.Error())
+			return nil, nil, denied(http.StatusBadRequest, ReasonBadRequest, "unable to decode the old pod: "+errNoObject.Error())
 		}
 		oldPod = req.OldObject
 	}
@@ -373,10 +449,10 @@ func fromAdmissionRequest(req *admissionv1.AdmissionRequest) (*Request, *admissi
 	}
 	var err error
 	if in.Object, err = decodePod(req.Object.Raw); err != nil {
-		return nil, withUID(req.UID, denied(http.StatusBadRequest, fmt.Sprintf("unable to decode the pod: %v", err)))
+		return nil, withUID(req.UID, denied(http.StatusBadRequest, ReasonBadRequest, fmt.Sprintf("unable to decode the pod: %v", err)))
 	}
 	if in.OldObject, err = decodePod(req.OldObject.Raw); err != nil {
-		return nil, withUID(req.UID, denied(http.StatusBadRequest, fmt.Sprintf("unable to decode the old pod: %v", err)))
+		return nil, withUID(req.UID, denied(http.StatusBadRequest, ReasonBadRequest, fmt.Sprintf("unable to decode the old pod: %v", err)))
 	}
 	return in, nil
 }
@@ -452,18 +528,19 @@ func allowed() *admissionv1.AdmissionResponse {
 	return &admissionv1.AdmissionResponse{Allowed: true}
 }
 
-func denied(code int32, message string) *admissionv1.AdmissionResponse {
+func denied(code int32, reason, message string) *admissionv1.AdmissionResponse {
 	return &admissionv1.AdmissionResponse{
-		Allowed: false,
-		Result:  &metav1.Status{Status: metav1.StatusFailure, Message: message, Code: code},
+		Allowed:          false,
+		Result:           &metav1.Status{Status: metav1.StatusFailure, Message: message, Code: code},
+		AuditAnnotations: map[string]string{DenialReasonKey: reason},
 	}
 }
 
 // Denied returns a response that refuses a request with an HTTP-like code
 // and a message, for callers (the HTTP layer) that reject a request before
 // a Reviewer sees it.
-func Denied(code int32, message string) *admissionv1.AdmissionResponse {
-	return denied(code, message)
+func Denied(code int32, reason, message string) *admissionv1.AdmissionResponse {
+	return denied(code, reason, message)
 }
 
 func withUID(uid types.UID, resp *admissionv1.AdmissionResponse) *admissionv1.AdmissionResponse {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -32,6 +33,16 @@ const (
 type fakeCredSpecs struct {
 	specs map[string]admission.CredSpec
 	err   error
+}
+
+// SameNameIgnoringCase makes fakeCredSpecs an admission.SimilarNames.
+func (f *fakeCredSpecs) SameNameIgnoringCase(name string) (string, bool) {
+	for other := range f.specs {
+		if other != name && strings.EqualFold(other, name) {
+			return other, true
+		}
+	}
+	return "", false
 }
 
 func (f *fakeCredSpecs) CredSpec(name string) (admission.CredSpec, bool, error) {
@@ -231,8 +242,14 @@ func check(t *testing.T, got *admissionv1.AdmissionResponse, w want) {
 		if got.Result == nil {
 			t.Fatal("denied without a Result")
 		}
-		if got.Result.Code != w.code || got.Result.Message != w.message {
+		// The upstream webhook's message is kept as a prefix; a hint may
+		// follow after "; " (TestDenialHints checks the hints).
+		hint, prefixed := strings.CutPrefix(got.Result.Message, w.message)
+		if got.Result.Code != w.code || !prefixed || (hint != "" && !strings.HasPrefix(hint, "; ")) {
 			t.Errorf("denied with %d %q\n want %d %q", got.Result.Code, got.Result.Message, w.code, w.message)
+		}
+		if admission.DenialReason(got) == "" {
+			t.Errorf("denial without a reason in audit annotation %s: %v", admission.DenialReasonKey, got.AuditAnnotations)
 		}
 		if got.Patch != nil {
 			t.Errorf("denial carries a patch: %s", got.Patch)
@@ -778,5 +795,83 @@ func TestRandomHostnameIsANetBIOSSizedDNSLabel(t *testing.T) {
 	}
 	if len(seen) < 100 {
 		t.Errorf("only %d distinct hostnames out of 100", len(seen))
+	}
+}
+
+// TestDenialHints covers what denials append to the upstream webhook's
+// message: the credential spec meant by a name that differs only in case,
+// and, for a refused service account, the GmsaAccount to add it to. Hints
+// never carry content or other service accounts' names.
+func TestDenialHints(t *testing.T) {
+	specs := &fakeCredSpecs{specs: map[string]admission.CredSpec{
+		"webapp1":  {Content: content, Account: "webapp1-account"},
+		"handmade": {Content: other}, // made by hand, no GmsaAccount
+	}}
+	authz := &fakeAuthorizer{allowed: map[string]bool{namespace + "/app/webapp1": true}}
+	r := &admission.Reviewer{CredSpecs: specs, Authorizer: authz}
+	for _, tc := range []struct {
+		name     string
+		validate bool
+		pod      *corev1.Pod
+		code     int32
+		reason   string
+		message  string
+	}{{
+		name: "mutate: a name that differs only in case",
+		pod:  newPod(podLevel("WebApp1", "")),
+		code: http.StatusNotFound, reason: admission.ReasonNotFound,
+		message: "cred spec WebApp1 does not exist; did you mean webapp1 (names are case-sensitive)",
+	}, {
+		name: "mutate: an unknown name gets no hint",
+		pod:  newPod(container("web", "webapp9", "")),
+		code: http.StatusNotFound, reason: admission.ReasonNotFound,
+		message: "cred spec webapp9 does not exist",
+	}, {
+		name: "validate: a refused service account is told which GmsaAccount to join", validate: true,
+		pod:  newPod(podLevel("webapp1", content)),
+		code: http.StatusForbidden, reason: admission.ReasonUnauthorized,
+		message: "service account \"default\" is not authorized to `use` GMSA cred spec \"webapp1\"; " +
+			"GmsaAccount \"webapp1-account\" generates this cred spec: add {namespace: team-a, name: default} to its spec.serviceAccounts",
+	}, {
+		name: "validate: a cred spec made by hand points at spec.credentialSpec.existing", validate: true,
+		pod:  newPod(podLevel("handmade", other)),
+		code: http.StatusForbidden, reason: admission.ReasonUnauthorized,
+		message: "service account \"default\" is not authorized to `use` GMSA cred spec \"handmade\"; " +
+			"no GmsaAccount generates this cred spec: add {namespace: team-a, name: default} to the spec.serviceAccounts of a GmsaAccount with spec.credentialSpec.existing.name handmade",
+	}, {
+		name: "validate: content given under a name in the wrong case", validate: true,
+		pod:  newPod(podLevel("WEBAPP1", content)),
+		code: http.StatusForbidden, reason: admission.ReasonUnauthorized,
+		message: "service account \"default\" is not authorized to `use` GMSA cred spec \"WEBAPP1\"; did you mean webapp1 (names are case-sensitive)",
+	}, {
+		name: "validate: content mismatch keeps upstream's message", validate: true,
+		pod: func() *corev1.Pod {
+			p := newPod(podLevel("webapp1", other))
+			p.Spec.ServiceAccountName = "app"
+			return p
+		}(),
+		code: http.StatusUnprocessableEntity, reason: admission.ReasonContentMismatch,
+		message: "the GMSA cred spec contents for pod \"web\" does not match the contents of GMSA resource \"webapp1\"",
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got *admissionv1.AdmissionResponse
+			if tc.validate {
+				got = r.Validate(context.Background(), create(t, tc.pod))
+			} else {
+				got = r.Mutate(context.Background(), create(t, tc.pod))
+			}
+			if got.Allowed || got.Result == nil {
+				t.Fatalf("allowed, want a denial: %+v", got)
+			}
+			if got.Result.Code != tc.code || got.Result.Message != tc.message {
+				t.Errorf("denied with %d %q\n want %d %q", got.Result.Code, got.Result.Message, tc.code, tc.message)
+			}
+			if reason := admission.DenialReason(got); reason != tc.reason {
+				t.Errorf("reason %q, want %q", reason, tc.reason)
+			}
+			if strings.Contains(got.Result.Message, "CONTOSO") || strings.Contains(got.Result.Message, "fabrikam") || strings.Contains(got.Result.Message, `"app"`) {
+				t.Errorf("the message reveals content or another service account: %q", got.Result.Message)
+			}
+		})
 	}
 }

@@ -362,6 +362,14 @@ func doesNotExist(o string) string {
 	return fmt.Sprintf("(%[1]s.name in variables.published ? 'cred spec ' + %[1]s.name + ' does not have a credspec key' : 'cred spec ' + %[1]s.name + ' does not exist')", o)
 }
 
+// unauthorizedHint follows an authorization refusal of the credspec named
+// by the CEL expression name, as the webhook's hint does. The parameters
+// (the index) do not say which GmsaAccount generates the credspec, so the
+// hint cannot name it as the webhook does.
+func unauthorizedHint(name string) string {
+	return fmt.Sprintf("(%[1]s in variables.published ? '; add {namespace: ' + request.namespace + ', name: ' + variables.serviceAccount + '} to the spec.serviceAccounts of the GmsaAccount that generates or names this cred spec' : '')", name)
+}
+
 // admitValidations check, in the webhook's order: names the mutation could
 // not fill (the mutating webhook's refusal), content without a name,
 // authorization, names given with content that do not exist, and, on
@@ -375,7 +383,7 @@ func admitValidations() []admissionregistrationv1.Validation {
 		authorization = append(authorization, admissionregistrationv1.Validation{
 			// A name seen at an earlier position was checked there.
 			Expression: fmt.Sprintf("size(variables.names) <= %[1]d || variables.names.indexOf(%[2]s) < %[1]d || %[3]s", i, name, authorized(name)), Reason: &forbidden,
-			MessageExpression: "'service account \"' + variables.serviceAccount + '\" is not authorized to `use` GMSA cred spec \"' + " + name + " + '\"'",
+			MessageExpression: "'service account \"' + variables.serviceAccount + '\" is not authorized to `use` GMSA cred spec \"' + " + name + " + '\"' + " + unauthorizedHint(name),
 		})
 	}
 	authorization = append(authorization, admissionregistrationv1.Validation{

@@ -111,13 +111,13 @@ func (h *handler) serveAdmission(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	path := r.URL.Path
 	if r.Method != http.MethodPost {
-		h.Metrics.observeRequest(path, "", ResultInvalid, time.Since(start))
+		h.Metrics.observeRequest(path, "", ResultInvalid, "", time.Since(start))
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, fmt.Sprintf("expected a POST request on %s, got %s", path, r.Method), http.StatusMethodNotAllowed)
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
-		h.Metrics.observeRequest(path, "", ResultInvalid, time.Since(start))
+		h.Metrics.observeRequest(path, "", ResultInvalid, "", time.Since(start))
 		http.Error(w, fmt.Sprintf("expected content type %s on %s, got %q", jsonContentType, path, ct), http.StatusUnsupportedMediaType)
 		return
 	}
@@ -135,12 +135,13 @@ func (h *handler) serveAdmission(w http.ResponseWriter, r *http.Request) {
 		h.Log.V(1).Info("write admission response", "path", path, "error", err.Error())
 	}
 
-	operation, result := "", ResultInvalid
+	operation, result, reason := "", ResultInvalid, ""
 	if review.Request != nil {
 		operation = operationLabel(review.Request.Operation)
 		result = resultOf(resp)
+		reason = admission.DenialReason(resp)
 	}
-	h.Metrics.observeRequest(path, operation, result, time.Since(start))
+	h.Metrics.observeRequest(path, operation, result, reason, time.Since(start))
 	h.logAnswer(path, review.Request, resp, result)
 }
 
@@ -162,16 +163,16 @@ func (h *handler) review(w http.ResponseWriter, r *http.Request) (review, *admis
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return review, admission.Denied(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxRequestBytes))
+			return review, admission.Denied(http.StatusRequestEntityTooLarge, admission.ReasonBadRequest, fmt.Sprintf("request body larger than %d bytes", MaxRequestBytes))
 		}
-		return review, admission.Denied(http.StatusBadRequest, fmt.Sprintf("unable to read the request body: %v", err))
+		return review, admission.Denied(http.StatusBadRequest, admission.ReasonBadRequest, fmt.Sprintf("unable to read the request body: %v", err))
 	}
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(body, &review); err != nil {
 		review.Request = nil
-		return review, admission.Denied(http.StatusBadRequest, fmt.Sprintf("unable to decode the body as an admission review: %v", err))
+		return review, admission.Denied(http.StatusBadRequest, admission.ReasonBadRequest, fmt.Sprintf("unable to decode the body as an admission review: %v", err))
 	}
 	if review.Request == nil {
-		return review, admission.Denied(http.StatusBadRequest, "no request in the admission review")
+		return review, admission.Denied(http.StatusBadRequest, admission.ReasonBadRequest, "no request in the admission review")
 	}
 	return review, h.decide(r, review.Request)
 }
@@ -182,7 +183,7 @@ func (h *handler) decide(r *http.Request, req *admission.Request) (resp *admissi
 	defer func() {
 		if p := recover(); p != nil {
 			h.Log.Error(fmt.Errorf("%v", p), "admission decision panicked", "path", r.URL.Path, "uid", string(req.UID), "stack", string(debug.Stack()))
-			resp = admission.Denied(http.StatusInternalServerError, "internal error in the gMSA webhook; see its logs")
+			resp = admission.Denied(http.StatusInternalServerError, admission.ReasonInternalError, "internal error in the gMSA webhook; see its logs")
 			resp.UID = req.UID
 		}
 	}()
@@ -220,7 +221,7 @@ func (h *handler) logAnswer(path string, req *admission.Request, resp *admission
 			"subresource", req.SubResource, "user", req.UserInfo.Username)
 	}
 	if resp.Result != nil {
-		kv = append(kv, "code", resp.Result.Code, "message", resp.Result.Message)
+		kv = append(kv, "code", resp.Result.Code, "reason", admission.DenialReason(resp), "message", resp.Result.Message)
 	}
 	switch {
 	case !resp.Allowed:

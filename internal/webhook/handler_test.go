@@ -196,7 +196,8 @@ func TestHandlerAdmission(t *testing.T) {
 		review := decodeReview(t, do(h, "POST", "/validate", "application/json", reviewBody(t, "Pod", admissionv1.Create, pod)))
 		r := review.Response
 		if r.Allowed || r.Result == nil || r.Result.Code != 403 ||
-			r.Result.Message != "service account \"other\" is not authorized to `use` GMSA cred spec \"webapp1\"" {
+			!strings.HasPrefix(r.Result.Message, "service account \"other\" is not authorized to `use` GMSA cred spec \"webapp1\"; ") ||
+			r.AuditAnnotations[admission.DenialReasonKey] != admission.ReasonUnauthorized {
 			t.Errorf("response %+v %+v", r, r.Result)
 		}
 	})
@@ -281,16 +282,16 @@ func TestHandlerMetrics(t *testing.T) {
 	do(h, "POST", "/validate", "application/json", []byte("junk"))
 	do(h, "GET", "/validate", "", nil)
 	for _, tc := range []struct {
-		path, op, result string
-		want             float64
+		path, op, result, reason string
+		want                     float64
 	}{
-		{"/mutate", "CREATE", ResultMutated, 1},
-		{"/mutate", "CREATE", ResultDenied, 1},
-		{"/validate", "CREATE", ResultAllowed, 1},
-		{"/validate", "", ResultInvalid, 2},
+		{"/mutate", "CREATE", ResultMutated, "", 1},
+		{"/mutate", "CREATE", ResultDenied, admission.ReasonNotFound, 1},
+		{"/validate", "CREATE", ResultAllowed, "", 1},
+		{"/validate", "", ResultInvalid, "", 2},
 	} {
-		if got := testutil.ToFloat64(m.requests.WithLabelValues(tc.path, tc.op, tc.result)); got != tc.want {
-			t.Errorf("requests{%s,%s,%s} = %v, want %v", tc.path, tc.op, tc.result, got, tc.want)
+		if got := testutil.ToFloat64(m.requests.WithLabelValues(tc.path, tc.op, tc.result, tc.reason)); got != tc.want {
+			t.Errorf("requests{%s,%s,%s,%s} = %v, want %v", tc.path, tc.op, tc.result, tc.reason, got, tc.want)
 		}
 	}
 	if n := testutil.CollectAndCount(m.duration); n != 2 {
@@ -391,7 +392,7 @@ func TestMetricsOperationLabelIsBounded(t *testing.T) {
 		body := bytes.Replace(reviewBody(t, "Pod", admissionv1.Create, gmsaPod("webapp1", "")), []byte(`"CREATE"`), []byte(`"`+op+`"`), 1)
 		do(h, "POST", "/mutate", "application/json", body)
 	}
-	if got := testutil.ToFloat64(m.requests.WithLabelValues("/mutate", "other", ResultAllowed)); got != 3 {
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("/mutate", "other", ResultAllowed, "")); got != 3 {
 		t.Errorf("unknown operations counted under \"other\": %v, want 3", got)
 	}
 	if n := testutil.CollectAndCount(m.requests); n != 2 {

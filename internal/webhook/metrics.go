@@ -36,8 +36,8 @@ func NewMetrics() *Metrics {
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gmsa_webhook_admission_requests_total",
-			Help: "Admission requests answered, by path (/mutate, /validate), operation (CREATE, UPDATE, DELETE, CONNECT, other; empty when the body is not a review) and result (allowed, mutated, denied, invalid).",
-		}, []string{"path", "operation", "result"}),
+			Help: "Admission requests answered, by path (/mutate, /validate), operation (CREATE, UPDATE, DELETE, CONNECT, other; empty when the body is not a review), result (allowed, mutated, denied, invalid) and, for denials, reason (NotFound, NoContent, Unauthorized, ContentMismatch, Immutable, Unnamed, BadRequest, LookupError, AuthorizationError, InternalError; empty otherwise).",
+		}, []string{"path", "operation", "result", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gmsa_webhook_admission_duration_seconds",
 			Help:    "Time to answer an admission request, from reading its body to writing the response, by path.",
@@ -75,11 +75,11 @@ func (m *Metrics) Handler() http.Handler {
 // collectors).
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
 
-func (m *Metrics) observeRequest(path, operation, result string, took time.Duration) {
+func (m *Metrics) observeRequest(path, operation, result, reason string, took time.Duration) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(path, operation, result).Inc()
+	m.requests.WithLabelValues(path, operation, result, reason).Inc()
 	m.duration.WithLabelValues(path).Observe(took.Seconds())
 }
 

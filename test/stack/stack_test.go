@@ -320,7 +320,14 @@ var _ = Describe("a GmsaStack", func() {
 
 			err := k8s.Create(ctx, gmsaPod("intruder", "other", "webapp1"))
 			Expect(err).To(MatchError(ContainSubstring(`admission webhook "validate.gmsa.windows.k8s.io" denied the request`)))
-			Expect(err).To(MatchError(ContainSubstring(`service account "other" is not authorized to ` + "`use`" + ` GMSA cred spec "webapp1"`)))
+			Expect(err).To(MatchError(ContainSubstring(`service account "other" is not authorized to ` + "`use`" + ` GMSA cred spec "webapp1"` +
+				`; GmsaAccount "webapp1" generates this cred spec: add {namespace: ` + appNS + `, name: other} to its spec.serviceAccounts`)))
+			Expect(err.Error()).NotTo(ContainSubstring("allowed"), "the hint names no other service account")
+
+			By("naming the credspec as the Kubernetes docs' sample spells it: the denial says which name was meant")
+			err = k8s.Create(ctx, gmsaPod("docs-spelling", "allowed", "WebApp1"))
+			Expect(err).To(MatchError(ContainSubstring(`admission webhook "mutate.gmsa.windows.k8s.io" denied the request: ` +
+				`cred spec WebApp1 does not exist; did you mean webapp1 (names are case-sensitive)`)))
 		})
 
 	})

@@ -338,8 +338,8 @@ var _ = Describe("gMSA admission through the API server", func() {
 
 	It("exports Prometheus metrics of its answers", func() {
 		metrics := scrape()
-		Expect(metrics).To(MatchRegexp(`gmsa_webhook_admission_requests_total\{operation="CREATE",path="/mutate",result="mutated"\} [1-9]`))
-		Expect(metrics).To(MatchRegexp(`gmsa_webhook_admission_requests_total\{operation="CREATE",path="/validate",result="denied"\} [1-9]`))
+		Expect(metrics).To(MatchRegexp(`gmsa_webhook_admission_requests_total\{operation="CREATE",path="/mutate",reason="",result="mutated"\} [1-9]`))
+		Expect(metrics).To(MatchRegexp(`gmsa_webhook_admission_requests_total\{operation="CREATE",path="/validate",reason="Unauthorized",result="denied"\} [1-9]`))
 		Expect(metrics).To(MatchRegexp(`gmsa_webhook_authorization_duration_seconds_count [1-9]`))
 		Expect(metrics).To(MatchRegexp(`gmsa_webhook_authorization_answers_total\{source="review"\} [1-9]`))
 		Expect(metrics).To(MatchRegexp(`gmsa_webhook_certificate_not_after_timestamp_seconds [0-9.e+]+`))
@@ -480,7 +480,7 @@ func scrape() string {
 // mutateCount is the number of CREATE requests the mutating path answered
 // with result.
 func mutateCount(result string) float64 {
-	m := regexp.MustCompile(`gmsa_webhook_admission_requests_total\{operation="CREATE",path="/mutate",result="` + result + `"\} ([0-9.e+]+)`).
+	m := regexp.MustCompile(`gmsa_webhook_admission_requests_total\{operation="CREATE",path="/mutate",reason="[A-Za-z]*",result="` + result + `"\} ([0-9.e+]+)`).
 		FindStringSubmatch(scrape())
 	if m == nil {
 		return 0

@@ -19,6 +19,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/internal/admission"
 	"github.com/gmsa-operator/gmsa-operator/internal/webhook"
 )
@@ -94,6 +95,50 @@ func TestCredSpecStore(t *testing.T) {
 		w1, _ := lookup("webapp1")
 		_, okBare := lookup("bare")
 		return ok2 && w2.Content == `{"CmsPlugins":["x"]}` && w1.Content == `{"CmsPlugins":["y"]}` && !okBare
+	})
+}
+
+// TestCredSpecStoreHints: the store knows which GmsaAccount generated a
+// credential spec (by the operator's labels, never by a look-alike label
+// alone), and finds the lower-case name meant by a name in other case.
+func TestCredSpecStoreHints(t *testing.T) {
+	if labelManagedBy != gmsav1alpha1.LabelManagedBy || managedByValue != gmsav1alpha1.ManagedByValue || labelAccount != gmsav1alpha1.LabelAccount {
+		t.Fatal("the store's label constants differ from the API package's")
+	}
+	managed := credSpec("webapp1", webapp1)
+	managed.SetLabels(map[string]string{labelManagedBy: managedByValue, labelAccount: "web"})
+	lookalike := credSpec("webapp2", webapp1)
+	lookalike.SetLabels(map[string]string{labelAccount: "someone"}) // not managed by the operator
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{CredSpecGVR: "GMSACredentialSpecList"},
+		managed, lookalike, credSpec("bare", nil))
+	store, err := NewCredSpecStore(client, logr.Discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go store.Run(ctx)
+	if !store.WaitForSync(ctx) {
+		t.Fatal("store did not sync")
+	}
+	if s, _, _ := store.CredSpec("webapp1"); s.Account != "web" {
+		t.Errorf("webapp1's account = %q, want web", s.Account)
+	}
+	if s, _, _ := store.CredSpec("webapp2"); s.Account != "" {
+		t.Errorf("webapp2's account = %q, want none: it is not managed by the operator", s.Account)
+	}
+	for name, want := range map[string]string{"WebApp1": "webapp1", "BARE": "bare", "webapp1": "", "Nope": ""} {
+		if got, ok := store.SameNameIgnoringCase(name); got != want || ok != (want != "") {
+			t.Errorf("SameNameIgnoringCase(%s) = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+	if err := client.Resource(CredSpecGVR).Delete(ctx, "bare", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the delete to reach the store", func() bool {
+		_, ok := store.SameNameIgnoringCase("Bare")
+		return !ok
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -39,7 +40,19 @@ type CredSpecStore struct {
 	specs map[string]admission.CredSpec
 }
 
-var _ admission.CredSpecs = (*CredSpecStore)(nil)
+var (
+	_ admission.CredSpecs    = (*CredSpecStore)(nil)
+	_ admission.SimilarNames = (*CredSpecStore)(nil)
+)
+
+// The labels the operator puts on the credential specs it generates (the
+// same as api/v1alpha1's LabelManagedBy, ManagedByValue and LabelAccount;
+// the webhook does not import the API package).
+const (
+	labelManagedBy = "app.kubernetes.io/managed-by"
+	managedByValue = "gmsa-operator"
+	labelAccount   = "gmsa.io/account"
+)
 
 // NewCredSpecStore prepares a store that watches gmsacredentialspecs
 // through client; call Run to start it. metrics may be nil.
@@ -99,6 +112,23 @@ func (s *CredSpecStore) CredSpec(name string) (admission.CredSpec, bool, error) 
 	return spec, ok, nil
 }
 
+// SameNameIgnoringCase returns the credential spec whose name is name in
+// lower case. Object names are lower case, so that is the only one that can
+// differ from name in case alone.
+func (s *CredSpecStore) SameNameIgnoringCase(name string) (string, bool) {
+	lower := strings.ToLower(name)
+	if lower == name {
+		return "", false
+	}
+	s.mu.RLock()
+	_, ok := s.specs[lower]
+	s.mu.RUnlock()
+	if !ok {
+		return "", false
+	}
+	return lower, true
+}
+
 func (s *CredSpecStore) set(obj any) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
@@ -139,7 +169,17 @@ func (s *CredSpecStore) delete(obj any) {
 func credSpecOf(u *unstructured.Unstructured) (admission.CredSpec, error) {
 	content, err := admission.ContentOf(u.Object)
 	if err != nil {
-		return admission.CredSpec{}, fmt.Errorf("credspec %s: %w", u.GetName(), err)
+		return admission.CredSpec{Account: accountOf(u)}, fmt.Errorf("credspec %s: %w", u.GetName(), err)
 	}
-	return admission.CredSpec{Content: content}, nil
+	return admission.CredSpec{Content: content, Account: accountOf(u)}, nil
+}
+
+// accountOf is the GmsaAccount that generated the credential spec, by the
+// operator's labels.
+func accountOf(u *unstructured.Unstructured) string {
+	labels := u.GetLabels()
+	if labels[labelManagedBy] != managedByValue {
+		return ""
+	}
+	return labels[labelAccount]
 }
