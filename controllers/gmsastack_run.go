@@ -3,12 +3,14 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -205,8 +207,33 @@ func (r *GmsaStackReconciler) read(ctx context.Context, s *gmsav1alpha1.GmsaStac
 			}
 		}
 	}
+	if snap.Endpoints, err = r.endpoints(ctx, cfg); err != nil {
+		return snap, err
+	}
 	snap.Stale, err = r.stale(ctx, s, cfg)
 	return snap, err
+}
+
+// endpoints sums up the EndpointSlices of the webhook Service (cached by
+// their kubernetes.io/service-name label).
+func (r *GmsaStackReconciler) endpoints(ctx context.Context, cfg stack.Config) (stack.Endpoints, error) {
+	var ep stack.Endpoints
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := r.Client.List(ctx, slices, client.InNamespace(cfg.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: stack.WebhookName}); err != nil {
+		return ep, fmt.Errorf("read the EndpointSlices of Service %s/%s: %w", cfg.Namespace, stack.WebhookName, err)
+	}
+	for _, sl := range slices.Items {
+		for _, e := range sl.Endpoints {
+			// A nil ready condition means ready (discovery.k8s.io/v1).
+			if len(e.Addresses) > 0 && (e.Conditions.Ready == nil || *e.Conditions.Ready) {
+				ep.Ready++
+			}
+		}
+		if t, err := time.Parse(time.RFC3339Nano, sl.Annotations[corev1.EndpointsLastChangeTriggerTime]); err == nil && t.After(ep.ChangedAt) {
+			ep.ChangedAt = t
+		}
+	}
+	return ep, nil
 }
 
 // readPolicies reads, where the API server serves admission policies, the

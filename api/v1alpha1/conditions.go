@@ -73,6 +73,11 @@ const (
 	// ReasonWaitingForWebhook (GmsaStack): the webhook configurations are held
 	// back until the webhook Deployment is Available.
 	ReasonWaitingForWebhook = "WaitingForWebhook"
+	// ReasonWaitingForEndpoints (GmsaStack): the webhook Deployment is
+	// Available, but the webhook configurations wait until the EndpointSlices
+	// of its Service list a ready endpoint, and kube-proxy has had
+	// stack.RouteSettle to route it.
+	ReasonWaitingForEndpoints = "WaitingForEndpoints"
 	// ReasonWaitingForCAInjection (GmsaStack, CertManager mode): the webhook
 	// configurations are registered, but their caBundle does not yet hold the
 	// CA that signed the serving certificate (cert-manager's cainjector puts

@@ -12,6 +12,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -32,6 +33,7 @@ import (
 	"github.com/gmsa-operator/gmsa-operator/controllers"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
 	"github.com/gmsa-operator/gmsa-operator/internal/scheme"
+	"github.com/gmsa-operator/gmsa-operator/internal/stack"
 )
 
 // LeaderElectionID is the name of the leader election Lease.
@@ -100,6 +102,8 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		&corev1.ServiceAccount{}:        managed,
 		&appsv1.Deployment{}:            managed,
 		&policyv1.PodDisruptionBudget{}: managed,
+		// Only the webhook Service's endpoints.
+		&discoveryv1.EndpointSlice{}:                              {Label: labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: stack.WebhookName})},
 		&admissionregistrationv1.MutatingWebhookConfiguration{}:   managed,
 		&admissionregistrationv1.ValidatingWebhookConfiguration{}: managed,
 		// Only the one CRD the operator installs, not every CRD of the

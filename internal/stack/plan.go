@@ -61,6 +61,10 @@ type Snapshot struct {
 	// CredSpecs are every GMSACredentialSpec of the cluster as Policy mode
 	// publishes them (read in Policy mode only).
 	CredSpecs map[string]Published
+	// Endpoints are what the EndpointSlices of the webhook Service say
+	// (read in Webhook mode only).
+	Endpoints Endpoints
+
 	// WebhookObjects are the stack's Webhook mode objects in its namespace
 	// and cluster-wide (ServiceAccount, Service, Deployment,
 	// PodDisruptionBudget, Secrets, cert-manager objects, ClusterRole and
@@ -68,6 +72,24 @@ type Snapshot struct {
 	// mode removes once the webhook is retired.
 	WebhookObjects []client.Object
 }
+
+// Endpoints sum up the EndpointSlices of the webhook Service.
+type Endpoints struct {
+	// Ready counts the ready endpoints with an address.
+	Ready int
+	// ChangedAt is the latest endpoints.kubernetes.io/last-change-trigger-time
+	// of the slices: when the change they publish (a pod becoming ready)
+	// happened. Zero when no slice says.
+	ChangedAt time.Time
+}
+
+// RouteSettle is how long after its EndpointSlices list a ready endpoint a
+// new webhook is first registered: the time kube-proxy takes to route the
+// Service (its iptables and nftables modes sync at most once a second by
+// default). Without it, a real node refused gMSA pods for 0.1-0.5 s after
+// the stack said Ready ("connection refused": a Service without routed
+// endpoints).
+const RouteSettle = 2 * time.Second
 
 // Action is one write of a plan.
 type Action struct {
@@ -385,7 +407,36 @@ func (p *planner) deployment() (reconcilekit.Step, error) {
 		dep = &appsv1.Deployment{}
 	}
 	p.plan.ReadyReplicas = dep.Status.ReadyReplicas
-	return p.cfg.DeploymentStep(dep), nil
+	step := p.cfg.DeploymentStep(dep)
+	if step.Progress != reconcilekit.Done || !p.firstRegistration() {
+		return step, nil
+	}
+	// The configurations will call this Service for the first time: wait
+	// until something routes it (a running webhook keeps its endpoints
+	// through rollouts: maxUnavailable 0 and the PodDisruptionBudget).
+	svc := fmt.Sprintf("%s/%s", p.cfg.Namespace, WebhookName)
+	ep := p.snap.Endpoints
+	if ep.Ready == 0 {
+		step.Progress, step.Reason = reconcilekit.Waiting, gmsav1alpha1.ReasonWaitingForEndpoints
+		step.Message = fmt.Sprintf("the webhook Deployment is Available; waiting for the EndpointSlices of Service %s to list a ready endpoint before any pod is sent to it (kubectl -n %s get endpointslices -l kubernetes.io/service-name=%s)",
+			svc, p.cfg.Namespace, WebhookName)
+		return step, nil
+	}
+	if wait := ep.ChangedAt.Add(RouteSettle).Sub(p.now); wait > 0 {
+		step.Progress, step.Reason = reconcilekit.Waiting, gmsav1alpha1.ReasonWaitingForEndpoints
+		step.Message = fmt.Sprintf("Service %s has %d ready endpoints since %s; giving kube-proxy %s to route them before any pod is sent to it",
+			svc, ep.Ready, ep.ChangedAt.UTC().Format(time.RFC3339Nano), RouteSettle)
+		p.requeue(wait)
+		return step, nil
+	}
+	return step, nil
+}
+
+// firstRegistration: the webhook configurations do not call this stack's
+// webhook yet (a new stack, a switch from Policy mode, a move to another
+// namespace).
+func (p *planner) firstRegistration() bool {
+	return p.snap.Mutating == nil || p.snap.Validating == nil || calledNamespace(p.snap.Mutating) != p.cfg.Namespace
 }
 
 // admission registers the webhook configurations once the Deployment is

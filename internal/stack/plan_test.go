@@ -84,6 +84,9 @@ func stepSummary(p Plan) string {
 
 // A fresh install goes step by step, each pass as far as what it read lets
 // it, and never registers the webhook before the Deployment is Available.
+// routed are endpoints that kube-proxy has had time to route.
+var routed = Endpoints{Ready: 2, ChangedAt: planNow.Add(-time.Minute)}
+
 func TestPlanInstallsStepByStep(t *testing.T) {
 	s := planStack(gmsav1alpha1.GmsaStackSpec{})
 	cfg, err := Resolve(s, "img:1")
@@ -130,6 +133,35 @@ func TestPlanInstallsStepByStep(t *testing.T) {
 	tls := p.Actions[8].Object.(*corev1.Secret)
 	snap.CASecret, snap.TLSSecret = ca, tls
 	snap.Deployment = available(cfg, CAID(ca.Data[CACertKey]))
+	p, err = PlanStack(s, cfg, snap, planNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Available, but no EndpointSlice lists a ready endpoint yet: nothing
+	// would route the API server's call, so nothing is registered.
+	if got := stepSummary(p); got != "CRDEstablished=Done -=Done CertificateReady=Done WebhookAvailable=Waiting AdmissionConfigured=Waiting" {
+		t.Errorf("available without endpoints: steps %s", got)
+	}
+	if got := p.Steps[3].Reason; got != gmsav1alpha1.ReasonWaitingForEndpoints {
+		t.Errorf("reason %s, want %s", got, gmsav1alpha1.ReasonWaitingForEndpoints)
+	}
+	if strings.Contains(kinds(p), "WebhookConfiguration") {
+		t.Errorf("registered before any endpoint is ready: %s", kinds(p))
+	}
+	// Ready endpoints published 500 ms ago: kube-proxy gets the rest of
+	// RouteSettle, and the stack looks again exactly then.
+	snap.Endpoints = Endpoints{Ready: 2, ChangedAt: planNow.Add(-500 * time.Millisecond)}
+	p, err = PlanStack(s, cfg, snap, planNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Steps[3]; got.Progress != reconcilekit.Waiting || got.Reason != gmsav1alpha1.ReasonWaitingForEndpoints || strings.Contains(kinds(p), "WebhookConfiguration") {
+		t.Errorf("endpoints 500ms old: step %+v, writes %s", got, kinds(p))
+	}
+	if want := RouteSettle - 500*time.Millisecond; p.RequeueAfter != want {
+		t.Errorf("requeue %v, want %v", p.RequeueAfter, want)
+	}
+	snap.Endpoints.ChangedAt = planNow.Add(-RouteSettle)
 	p, err = PlanStack(s, cfg, snap, planNow)
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +272,7 @@ func TestPlanMoveRetiresThenPrunesAfterTheDelay(t *testing.T) {
 	snap.Deployment = available(cfg, CAID(ca.Data[CACertKey]))
 	stale := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: WebhookName, Namespace: "old"}}
 	snap.Stale = []client.Object{stale}
+	snap.Endpoints = routed
 	p, err = PlanStack(s, cfg, snap, planNow)
 	if err != nil {
 		t.Fatal(err)

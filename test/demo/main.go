@@ -160,7 +160,7 @@ func run(managerBin string, keep bool) (err error) {
 	}
 	defer kubeletLog.Close()
 	kl := harness.StartKubelet(harness.KubeletOptions{
-		Client: d.env.Client, Config: d.env.Config, Namespace: "gmsa-system", PodIP: "127.0.107.250",
+		Client: d.env.Client, Config: d.env.Config, Namespace: "gmsa-system", PodIP: "192.0.2.70",
 		Images: []string{demoImage}, Log: kubeletLog,
 	})
 	defer kl.Stop()

@@ -215,7 +215,7 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 			mgrDone <- mgr.Start(mctx)
 		}()
 		kl = harness.StartKubelet(harness.KubeletOptions{Client: k8s, Config: env.Config, Namespace: "gmsa-system",
-			PodIP: "127.0.108.250", Images: []string{"gmsa-operator:gitops"}, Log: GinkgoWriter})
+			PodIP: "192.0.2.80", Images: []string{"gmsa-operator:gitops"}, Log: GinkgoWriter})
 
 		seen := map[status.Status]bool{}
 		Eventually(func(g Gomega) {
@@ -371,7 +371,7 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 			{reconcilekit.Failed, status.InProgressStatus, "Progressing"},
 		} {
 			for _, reason := range []string{"CredentialSpecNotFound", "RBACConflict", "ReconcileError", "DeploymentUnavailable", "WaitingForWebhook", "IssuerNotFound", "CertificatePending", "ObjectConflict", "InvalidSpec",
-				"WaitingForCAInjection", "SwitchingMode", "PolicyNotServed", "WaitingForPublication"} {
+				"WaitingForCAInjection", "SwitchingMode", "PolicyNotServed", "WaitingForPublication", "WaitingForEndpoints"} {
 				// An object of generation 2 that the operator had already
 				// reported on at generation 1.
 				var conds []metav1.Condition

@@ -74,7 +74,10 @@ type KubeletOptions struct {
 	Namespace string
 	// Images are the images whose pods become ready; others never do.
 	Images []string
-	// PodIP is the IP the pods report.
+	// PodIP is the IP the pods report. Nothing connects to it (the webhook
+	// serves on the Service's ClusterIP), but EndpointSlices publish it, and
+	// they refuse loopback addresses: use a documentation address
+	// (192.0.2.0/24).
 	PodIP string
 	// Log receives the kubelet's and the webhook's messages.
 	Log io.Writer
@@ -133,6 +136,18 @@ func (k *Kubelet) stopServer() {
 func (k *Kubelet) sync(ctx context.Context) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	// Pods are bound, removed and given their readiness even when there is
+	// nothing to serve (the stack is being torn down).
+	serr := k.syncServer(ctx)
+	if err := k.syncPods(ctx); err != nil {
+		return err
+	}
+	return serr
+}
+
+// syncServer runs the webhook on the Service's ClusterIP with the mounted
+// Secret, and probes it.
+func (k *Kubelet) syncServer(ctx context.Context) error {
 	svc := &corev1.Service{}
 	secret := &corev1.Secret{}
 	if err := k.opts.Client.Get(ctx, client.ObjectKey{Namespace: k.opts.Namespace, Name: stack.WebhookName}, svc); err != nil {
@@ -177,7 +192,12 @@ func (k *Kubelet) sync(ctx context.Context) error {
 		k.server = s
 	}
 	k.healthy = k.server != nil && k.probe() == nil
+	return nil
+}
 
+// syncPods binds the webhook pods, removes deleted ones and keeps their
+// Ready condition equal to the webhook's health.
+func (k *Kubelet) syncPods(ctx context.Context) error {
 	pods := &corev1.PodList{}
 	if err := k.opts.Client.List(ctx, pods, client.InNamespace(k.opts.Namespace), client.MatchingLabels{"app.kubernetes.io/name": stack.WebhookName}); err != nil {
 		return err
@@ -185,7 +205,23 @@ func (k *Kubelet) sync(ctx context.Context) error {
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if !p.DeletionTimestamp.IsZero() {
+			// A pod on a Node is deleted gracefully: the kubelet removes it
+			// once its containers stopped. The webhook server is shared, so
+			// nothing stops here.
+			if p.Spec.NodeName != "" {
+				if err := k.opts.Client.Delete(ctx, p, client.GracePeriodSeconds(0)); err != nil && !apierrors.IsNotFound(err) {
+					return fmt.Errorf("remove deleted pod %s/%s: %w", p.Namespace, p.Name, err)
+				}
+			}
 			continue
+		}
+		if p.Spec.NodeName == "" {
+			// As the scheduler would: kube-controller-manager's EndpointSlice
+			// controller publishes only pods on a Node it knows.
+			if err := k.bind(ctx, p); err != nil {
+				return err
+			}
+			continue // the next pass sees the bound pod
 		}
 		ready := k.healthy && k.images[p.Spec.Containers[0].Image]
 		if podReady(p) == ready && p.Status.Phase == corev1.PodRunning {
@@ -195,6 +231,23 @@ func (k *Kubelet) sync(ctx context.Context) error {
 		if err := k.opts.Client.Status().Update(ctx, p); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 			return err
 		}
+	}
+	return nil
+}
+
+// NodeName is the Node the stand-in kubelet binds the webhook pods to.
+const NodeName = "harness-node"
+
+// bind puts p on the harness Node (made on first use).
+func (k *Kubelet) bind(ctx context.Context, p *corev1.Pod) error {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: NodeName, Labels: map[string]string{corev1.LabelOSStable: "linux", corev1.LabelHostname: NodeName}}}
+	if err := k.opts.Client.Create(ctx, node); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create Node %s: %w", NodeName, err)
+	}
+	binding := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
+		Target: corev1.ObjectReference{Kind: "Node", Name: NodeName}}
+	if err := k.opts.Client.SubResource("binding").Create(ctx, p, binding); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("bind pod %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return nil
 }
@@ -241,6 +294,7 @@ func setPodReady(p *corev1.Pod, ready bool, ip string) {
 	now := metav1.Now()
 	p.Status.Phase = corev1.PodRunning
 	p.Status.PodIP = ip
+	p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
 	p.Status.Conditions = []corev1.PodCondition{
 		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
 		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},

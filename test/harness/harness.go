@@ -191,8 +191,8 @@ func Start(opts Options) (_ *Env, err error) {
 
 // ControllerManagerControllers are the kube-controller-manager controllers
 // the harness runs: owner-reference garbage collection, namespace deletion,
-// Deployments and ReplicaSets, and default service accounts.
-var ControllerManagerControllers = []string{"garbagecollector", "namespace", "deployment", "replicaset", "serviceaccount"}
+// Deployments and ReplicaSets, default service accounts, and EndpointSlices.
+var ControllerManagerControllers = []string{"garbagecollector", "namespace", "deployment", "replicaset", "serviceaccount", "endpointslice"}
 
 func (e *Env) startControllerManager(bin string, verbose bool) error {
 	logPath := filepath.Join(e.Dir, "kube-controller-manager.log")

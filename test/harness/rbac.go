@@ -62,6 +62,7 @@ var PermissionUse = map[Permission]string{
 	{"apiextensions.k8s.io", "customresourcedefinitions", "patch"}: SuiteStack,
 	{"apps", "deployments", "get"}:                                 SuiteStack, {"apps", "deployments", "list"}: SuiteStack, {"apps", "deployments", "watch"}: SuiteStack,
 	{"apps", "deployments", "create"}: SuiteStack, {"apps", "deployments", "patch"}: SuiteStack, {"apps", "deployments", "delete"}: SuiteStack,
+	{"discovery.k8s.io", "endpointslices", "list"}: SuiteStack, {"discovery.k8s.io", "endpointslices", "watch"}: SuiteStack,
 	{"policy", "poddisruptionbudgets", "get"}: SuiteStack, {"policy", "poddisruptionbudgets", "list"}: SuiteStack, {"policy", "poddisruptionbudgets", "watch"}: SuiteStack,
 	{"policy", "poddisruptionbudgets", "create"}: SuiteStack, {"policy", "poddisruptionbudgets", "patch"}: SuiteStack, {"policy", "poddisruptionbudgets", "delete"}: SuiteStack,
 	{"rbac.authorization.k8s.io", "clusterrolebindings", "get"}: SuiteStack, {"rbac.authorization.k8s.io", "clusterrolebindings", "list"}: SuiteStack,

@@ -70,7 +70,7 @@ var _ = BeforeSuite(func() {
 		mgrDone <- mgr.Start(ctx)
 	}()
 	kl = harness.StartKubelet(harness.KubeletOptions{
-		Client: k8s, Config: env.Config, Namespace: namespace, PodIP: "127.0.107.250", Log: GinkgoWriter,
+		Client: k8s, Config: env.Config, Namespace: namespace, PodIP: "192.0.2.70", Log: GinkgoWriter,
 		Images: []string{operatorImage},
 	})
 })

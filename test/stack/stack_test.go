@@ -19,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -231,6 +232,24 @@ var _ = Describe("a GmsaStack", func() {
 			Expect(err).NotTo(HaveOccurred())
 			s := &gmsav1alpha1.GmsaStack{}
 			Expect(yaml.UnmarshalStrict(sample, s)).To(Succeed())
+			// What the stack says while it comes up, polled every 50 ms.
+			reasons := map[string]bool{}
+			var reasonsMu sync.Mutex
+			watching, stopWatching := context.WithCancel(ctx)
+			go func() {
+				defer GinkgoRecover()
+				for watching.Err() == nil {
+					st := &gmsav1alpha1.GmsaStack{}
+					if k8s.Get(watching, client.ObjectKey{Name: "default"}, st) == nil {
+						if c := meta.FindStatusCondition(st.Status.Conditions, gmsav1alpha1.ConditionWebhookAvailable); c != nil {
+							reasonsMu.Lock()
+							reasons[c.Reason] = true
+							reasonsMu.Unlock()
+						}
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}()
 			Expect(k8s.Create(ctx, s)).To(Succeed())
 
 			s = eventuallyStack("default",
@@ -246,6 +265,16 @@ var _ = Describe("a GmsaStack", func() {
 			Expect(s.Status.Namespace).To(Equal(namespace))
 			Expect(s.Status.CertificateNotAfter).NotTo(BeNil())
 			Expect(s.Status.CertificateNotAfter.Time).To(BeTemporally("~", time.Now().Add(stack.DefaultDuration), time.Hour))
+			stopWatching()
+
+			By("the webhook was registered only once kube-controller-manager's EndpointSlice listed a ready endpoint, and kube-proxy had time to route it")
+			reasonsMu.Lock()
+			Expect(reasons).To(HaveKey(gmsav1alpha1.ReasonWaitingForEndpoints), "reasons seen: %v", reasons)
+			reasonsMu.Unlock()
+			slices := &discoveryv1.EndpointSliceList{}
+			Expect(k8s.List(ctx, slices, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: stack.WebhookName})).To(Succeed())
+			Expect(slices.Items).NotTo(BeEmpty())
+			Expect(slices.Items[0].Endpoints).NotTo(BeEmpty())
 
 			By("the CRD is upgraded in place (v1alpha1 served again, revision 1) and the existing credspec survived")
 			crd := &apiextensionsv1.CustomResourceDefinition{}
@@ -492,7 +521,7 @@ var _ = Describe("a GmsaStack", func() {
 		It("moves to another namespace and back under continuous admission traffic with zero failures", func() {
 			By("a kubelet for the new namespace too: both webhooks run while the stack moves")
 			kl2 := harness.StartKubelet(harness.KubeletOptions{Client: k8s, Config: env.Config, Namespace: "gmsa-webhooks",
-				PodIP: "127.0.106.251", Images: []string{operatorImage}, Log: GinkgoWriter})
+				PodIP: "192.0.2.61", Images: []string{operatorImage}, Log: GinkgoWriter})
 			DeferCleanup(kl2.Stop)
 			move := func(to, specNS string) {
 				stopLoad := admissionLoad("move-to-" + to)

@@ -82,7 +82,7 @@ var _ = BeforeSuite(func() {
 	}()
 
 	kl = harness.StartKubelet(harness.KubeletOptions{
-		Client: k8s, Config: env.Config, Namespace: namespace, PodIP: "127.0.106.250", Log: GinkgoWriter,
+		Client: k8s, Config: env.Config, Namespace: namespace, PodIP: "192.0.2.60", Log: GinkgoWriter,
 		Images: []string{operatorImage, "gmsa-operator:e2e-v2"},
 	})
 })

@@ -278,7 +278,7 @@ func newBench(ctx context.Context, env *harness.Env, log io.Writer) (*bench, err
 	webhookCfg.QPS, webhookCfg.Burst = cluster.DefaultQPS, cluster.DefaultBurst
 	b.kubelet = harness.StartKubelet(harness.KubeletOptions{
 		Client: env.Client, Config: webhookCfg, Namespace: gmsav1alpha1.DefaultNamespace,
-		PodIP: "127.0.110.250", Images: []string{operatorImage}, Log: log,
+		PodIP: "192.0.2.100", Images: []string{operatorImage}, Log: log,
 	})
 	return b, nil
 }
