@@ -570,7 +570,7 @@ func (r *run) useCheck(name string) {
 		return
 	}
 	check.Status = Fail
-	check.Message = fmt.Sprintf("denied: admission refuses the pod with \"service account %q is not authorized to `use` GMSA cred spec %q\"", sa, name)
+	check.Message = fmt.Sprintf("denied; admission refuses the pod: service account %q is not authorized to `use` GMSA cred spec %q", sa, name)
 	if a, err := r.accountFor(name, nil); err == nil && a != nil {
 		check.Fix = fmt.Sprintf("add {namespace: %s, name: %s} (or {namespace: %s} for all its service accounts) to spec.serviceAccounts of GmsaAccount %s", ns, sa, ns, a.Name)
 	} else {
