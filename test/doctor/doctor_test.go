@@ -92,7 +92,7 @@ func credSpecContent(name string) string {
 	return c
 }
 
-var _ = Describe("kubectl gmsa doctor", Ordered, func() {
+var _ = Describe("kubectl gmsa", Ordered, func() {
 	ctx := context.Background()
 
 	It("fails 'GmsaStack installed' when there is none, with the command that installs one", func() {
@@ -337,6 +337,8 @@ spec:
 		Expect(code).To(Equal(1))
 		Expect(line(out, "namespace not excluded")).To(HavePrefix("FAIL  namespace not excluded: namespace no-gmsa is labelled windows.k8s.io/disabled=true"))
 	})
+
+	migrateSpecs()
 })
 
 func ptrTo[T any](v T) *T { return &v }
