@@ -137,6 +137,9 @@ type run struct {
 	stack *gmsav1alpha1.GmsaStack
 	mode  gmsav1alpha1.AdmissionMode
 	cfg   stack.Config
+	// meant maps a missing credspec name to the existing one that differs
+	// only in case.
+	meant map[string]string
 }
 
 func (r *run) add(c Check) { r.checks = append(r.checks, c) }
@@ -199,7 +202,11 @@ func (r *run) stackChecks() {
 		r.add(Check{Name: ready, Status: Pass, Message: "Ready"})
 	} else {
 		msg, fix := "no Ready condition yet: the operator has not reconciled it (is the operator running?)", "kubectl -n gmsa-operator-system get pods"
-		if c != nil {
+		switch {
+		case c != nil && c.Status == metav1.ConditionTrue:
+			msg = fmt.Sprintf("the status describes generation %d, the spec is at %d: the operator has not finished with the latest change", s.Status.ObservedGeneration, s.Generation)
+			fix = fmt.Sprintf("wait: kubectl wait gmsastack/%s --for=condition=Ready; if it lasts, read the operator's log", s.Name)
+		case c != nil:
 			msg = fmt.Sprintf("Ready=%s, reason %s: %s", c.Status, c.Reason, c.Message)
 			fix = fmt.Sprintf("kubectl describe gmsastack %s; see %s", s.Name, troubleshooting(c.Reason))
 		}
@@ -447,6 +454,10 @@ func (r *run) credSpecCheck(name string, specs map[string]*unstructured.Unstruct
 		if len(similar) > 0 {
 			check.Message += fmt.Sprintf("; did you mean %s (names are case-sensitive)", strings.Join(similar, " or "))
 			check.Fix = fmt.Sprintf("set gmsaCredentialSpecName: %s", similar[0])
+			if r.meant == nil {
+				r.meant = map[string]string{}
+			}
+			r.meant[name] = similar[0]
 		} else {
 			check.Fix = fmt.Sprintf("create it with a GmsaAccount (docs/user-guide.md), or correct the name (kubectl get gmsacredentialspecs)")
 		}
@@ -515,6 +526,9 @@ func (r *run) accountCheck(name string, cs *unstructured.Unstructured) {
 		check.Status = Fail
 		check.Message = fmt.Sprintf("no GmsaAccount makes %q", name)
 		check.Fix = "create a GmsaAccount for it (docs/user-guide.md)"
+		if m := r.meant[name]; m != "" {
+			check.Fix = fmt.Sprintf("set gmsaCredentialSpecName: %s (see above)", m)
+		}
 	default:
 		c := meta.FindStatusCondition(a.Status.Conditions, gmsav1alpha1.ConditionReady)
 		if c != nil && c.Status == metav1.ConditionTrue {
@@ -571,7 +585,9 @@ func (r *run) useCheck(name string) {
 	}
 	check.Status = Fail
 	check.Message = fmt.Sprintf("denied; admission refuses the pod: service account %q is not authorized to `use` GMSA cred spec %q", sa, name)
-	if a, err := r.accountFor(name, nil); err == nil && a != nil {
+	if m := r.meant[name]; m != "" {
+		check.Fix = fmt.Sprintf("set gmsaCredentialSpecName: %s (see above)", m)
+	} else if a, err := r.accountFor(name, nil); err == nil && a != nil {
 		check.Fix = fmt.Sprintf("add {namespace: %s, name: %s} (or {namespace: %s} for all its service accounts) to spec.serviceAccounts of GmsaAccount %s", ns, sa, ns, a.Name)
 	} else {
 		check.Fix = fmt.Sprintf("grant it with a GmsaAccount listing {namespace: %s, name: %s} (docs/user-guide.md)", ns, sa)
