@@ -86,17 +86,24 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: build
-build: ## Build the manager and webhook binaries into bin/.
+build: ## Build the manager, webhook and kubectl-gmsa binaries into bin/.
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/webhook ./cmd/webhook
+	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/kubectl-gmsa ./cmd/kubectl-gmsa
 
 ARCHS ?= amd64 arm64
+# The kubectl-gmsa plugin runs where kubectl runs (hack/krew/gmsa.yaml lists the same platforms).
+PLUGIN_TARGETS ?= $(addprefix linux/,$(ARCHS)) darwin/amd64 darwin/arm64 windows/amd64
 
 .PHONY: build-cross
-build-cross: ## Build the manager and webhook for linux/amd64 and linux/arm64 into bin/linux-<arch>/, what the image holds (Dockerfile).
+build-cross: ## Build the manager and webhook for linux/amd64 and linux/arm64 into bin/linux-<arch>/ (what the image holds, Dockerfile), and the kubectl-gmsa plugin for Linux, macOS and Windows into bin/<os>-<arch>/.
 	for arch in $(ARCHS); do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/manager ./cmd/manager; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" -o bin/linux-$$arch/webhook ./cmd/webhook; \
+	done
+	for target in $(PLUGIN_TARGETS); do \
+		os=$${target%/*}; arch=$${target#*/}; ext=; [[ $$os == windows ]] && ext=.exe; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -ldflags "$(LDFLAGS)" -o bin/$$os-$$arch/kubectl-gmsa$$ext ./cmd/kubectl-gmsa; \
 	done
 
 .PHONY: run
@@ -138,7 +145,7 @@ $(HELM):
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps the cached control plane and tools).
-	rm -f bin/manager bin/webhook
+	rm -f bin/manager bin/webhook bin/kubectl-gmsa
 
 ##@ Benchmarks (not part of make test; each writes its section of docs/benchmarks.md)
 
