@@ -282,8 +282,16 @@ spec:
 	})
 
 	It("fails 'admission path serving' when the webhook Service has no ready endpoint", func() {
-		endpointsDown.Store(true)
-		DeferCleanup(func() { endpointsDown.Store(false) })
+		// The pods stop being ready; kube-controller-manager's EndpointSlice
+		// controller marks their endpoints not ready.
+		kl.SetServing(false)
+		DeferCleanup(func() {
+			kl.SetServing(true)
+			Eventually(func(g Gomega) {
+				_, _, code := kubectlGmsa("", "doctor", "--service-account", "apps/default", "--credspec", "webapp1")
+				g.Expect(code).To(Equal(0))
+			}).WithTimeout(90 * time.Second).Should(Succeed())
+		})
 		Eventually(func(g Gomega) {
 			out, _, code := kubectlGmsa("", "doctor", "--service-account", "apps/default", "--credspec", "webapp1")
 			g.Expect(code).To(Equal(1))
