@@ -39,9 +39,16 @@ demo: control-plane build ## Run the operator on a local control plane it starts
 	go run ./test/demo -manager bin/manager $(if $(KEEP),-keep)
 
 .PHONY: test
-test: control-plane helm verify-generated fmt-check vet ## Vet, check generated files, run unit and envtest suites, fuzz the webhook briefly.
+test: control-plane helm verify-generated fmt-check vet ## Vet, check generated files, run unit and envtest suites, evaluate the alert rules, fuzz the webhook briefly.
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) test-alerts
 	go test ./internal/webhook -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZ_TIME)
+
+# test/alerts is a Go module of its own: it needs Prometheus's rules and
+# PromQL packages, which the operator's go.mod must not carry.
+.PHONY: test-alerts
+test-alerts: control-plane ## Evaluate config/prometheus's alert rules against a running manager and webhook (test/alerts).
+	cd test/alerts && go vet ./... && go test $(GO_TEST_FLAGS) ./...
 
 ##@ Development
 

@@ -36,6 +36,7 @@ import (
 	"github.com/gmsa-operator/gmsa-operator/internal/admission"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspec"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
+	"github.com/gmsa-operator/gmsa-operator/internal/metrics"
 	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 	"github.com/gmsa-operator/gmsa-operator/internal/stack"
 )
@@ -216,6 +217,9 @@ func (r *GmsaAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	logger := log.FromContext(ctx)
 	acct := &gmsav1alpha1.GmsaAccount{}
 	if err := r.Client.Get(ctx, req.NamespacedName, acct); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.DeleteAccount(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !acct.DeletionTimestamp.IsZero() {
@@ -251,6 +255,7 @@ func (r *GmsaAccountReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 func (r *GmsaAccountReconciler) writeStatus(ctx context.Context, acct *gmsav1alpha1.GmsaAccount, o account.Outcome) error {
 	next := account.Status(acct, o, metav1.Now())
+	metrics.SetAccountStatus(acct.Name, next.Conditions)
 	return reconcilekit.WriteStatus(ctx, r.Client, r.Recorder, acct, &acct.Status, next,
 		func(s *gmsav1alpha1.GmsaAccountStatus) []metav1.Condition { return s.Conditions })
 }

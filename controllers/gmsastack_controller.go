@@ -15,6 +15,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -32,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
+	"github.com/gmsa-operator/gmsa-operator/internal/metrics"
 	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 	"github.com/gmsa-operator/gmsa-operator/internal/stack"
 )
@@ -188,6 +190,9 @@ func (r *GmsaStackReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	logger := log.FromContext(ctx)
 	s := &gmsav1alpha1.GmsaStack{}
 	if err := r.Client.Get(ctx, req.NamespacedName, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.DeleteStack(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	active, err := r.activeStack(ctx)
@@ -250,6 +255,7 @@ func (r *GmsaStackReconciler) activeStack(ctx context.Context) (string, error) {
 
 func (r *GmsaStackReconciler) writeStatus(ctx context.Context, s *gmsav1alpha1.GmsaStack, o stack.Outcome) error {
 	next := stack.Status(s, o, metav1.NewTime(r.now()))
+	metrics.SetStackStatus(s.Name, next.Conditions, o.Mode)
 	return reconcilekit.WriteStatus(ctx, r.Client, r.Recorder, s, &s.Status, next,
 		func(st *gmsav1alpha1.GmsaStackStatus) []metav1.Condition { return st.Conditions })
 }

@@ -25,6 +25,7 @@ import (
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/internal/admission"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
+	"github.com/gmsa-operator/gmsa-operator/internal/metrics"
 	"github.com/gmsa-operator/gmsa-operator/internal/reconcilekit"
 	"github.com/gmsa-operator/gmsa-operator/internal/stack"
 )
@@ -56,6 +57,11 @@ func (r *GmsaStackReconciler) run(ctx context.Context, s *gmsav1alpha1.GmsaStack
 		changes.Add("Certificate", s, c)
 	}
 	steps, err := r.apply(ctx, s, plan, changes)
+	if err == nil {
+		// What the Secrets hold now; after a failed write, what was
+		// recorded before stands.
+		metrics.SetStackCertificates(s.Name, stack.CertificateExpiries(cfg, snap, plan))
+	}
 	o.Steps, o.NotAfter, o.ReadyReplicas = steps, plan.NotAfter, plan.ReadyReplicas
 	o.Mode, o.ModeReason = plan.Mode, plan.ModeReason
 	return o, plan, err

@@ -1,7 +1,8 @@
 // Command chartgen writes the parts of charts/gmsa-operator that must equal
 // config/: the CRDs (config/crd/bases, behind crds.enabled, kept on
 // uninstall with crds.keep) and the manager's ClusterRole rules
-// (config/rbac/role.yaml, generated from the +kubebuilder:rbac markers).
+// (config/rbac/role.yaml, generated from the +kubebuilder:rbac markers),
+// and the alert rules and Grafana dashboard of config/prometheus.
 // `make chart` runs it; `make test` fails when its output is not committed.
 package main
 
@@ -47,7 +48,37 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(chart, "clusterrole-manager.yaml"), []byte(out), 0o644)
+	if err := os.WriteFile(filepath.Join(chart, "clusterrole-manager.yaml"), []byte(out), 0o644); err != nil {
+		return err
+	}
+	return monitoring(filepath.Join("charts", "gmsa-operator", "files"))
+}
+
+// monitoring copies the alert rules (the spec of config/prometheus's
+// PrometheusRule) and the Grafana dashboard into the chart's files/, which
+// templates/monitoring.yaml reads without rendering them.
+func monitoring(files string) error {
+	if err := os.MkdirAll(files, 0o755); err != nil {
+		return err
+	}
+	rule, err := read(filepath.Join("config", "prometheus", "prometheusrule.yaml"))
+	if err != nil {
+		return err
+	}
+	spec, err := yaml.Marshal(rule["spec"])
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(files, "alerts.yaml"), append([]byte(header), spec...), 0o644); err != nil {
+		return err
+	}
+	dashboard, err := os.ReadFile(filepath.Join("config", "prometheus", "dashboard.json"))
+	if err != nil {
+		return err
+	}
+	// JSON has no comments: the file says where it comes from by its name
+	// in charts/README.md.
+	return os.WriteFile(filepath.Join(files, "dashboard.json"), dashboard, 0o644)
 }
 
 func crd(path string) (string, error) {

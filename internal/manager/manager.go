@@ -32,6 +32,7 @@ import (
 	gmsav1alpha1 "github.com/gmsa-operator/gmsa-operator/api/v1alpha1"
 	"github.com/gmsa-operator/gmsa-operator/controllers"
 	"github.com/gmsa-operator/gmsa-operator/internal/credspeccrd"
+	"github.com/gmsa-operator/gmsa-operator/internal/metrics"
 	"github.com/gmsa-operator/gmsa-operator/internal/scheme"
 	"github.com/gmsa-operator/gmsa-operator/internal/stack"
 )
@@ -73,6 +74,7 @@ func ManagedSelector() labels.Selector {
 // New returns a manager with every gmsa-operator controller registered and
 // health checks in place. It does not start it.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	metrics.Register()
 	metricsAddr := opts.MetricsAddr
 	if metricsAddr == "" {
 		metricsAddr = "0"

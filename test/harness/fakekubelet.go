@@ -81,6 +81,9 @@ type KubeletOptions struct {
 	PodIP string
 	// Log receives the kubelet's and the webhook's messages.
 	Log io.Writer
+	// MetricsAddr is where the webhook serves /metrics (plain HTTP, as the
+	// pods' metrics port does); empty for nowhere.
+	MetricsAddr string
 }
 
 // StartKubelet starts playing the kubelet for a GmsaStack's webhook.
@@ -106,6 +109,13 @@ func StartKubelet(o KubeletOptions) *Kubelet {
 		k.stopServer()
 	}()
 	return k
+}
+
+func (k *Kubelet) metricsAddr() string {
+	if k.opts.MetricsAddr == "" {
+		return "0"
+	}
+	return k.opts.MetricsAddr
 }
 
 // Stop stops the kubelet and the webhook it serves.
@@ -184,7 +194,7 @@ func (k *Kubelet) syncServer(ctx context.Context) error {
 		go func() {
 			s.done <- cluster.Run(sctx, cluster.Config{
 				CertFile: filepath.Join(k.volume.Dir, stack.TLSCertKey), KeyFile: filepath.Join(k.volume.Dir, stack.TLSKeyKey),
-				Addr: k.addr, MetricsAddr: "0", Version: "e2e", KubeConfig: k.webhookIdentity(), ShutdownDelay: -1,
+				Addr: k.addr, MetricsAddr: k.metricsAddr(), Version: "e2e", KubeConfig: k.webhookIdentity(), ShutdownDelay: -1,
 				CertPollInterval: 100 * time.Millisecond,
 				Log:              zap.New(zap.WriteTo(k.opts.Log)),
 			})

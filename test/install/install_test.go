@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -153,13 +154,68 @@ var _ = Describe("install paths", func() {
 	It("the Helm chart with every value set: every object, the GmsaStack included, is accepted", func() {
 		objs := decode(helmTemplate("-f", "charts/gmsa-operator/ci/full-values.yaml"))
 		Expect(kinds(objs)).To(ContainElement("GmsaStack"))
-		dryRunApply(objs)
+		// prometheus-operator's kinds: the monitoring spec checks them.
+		dryRunApply(slices.DeleteFunc(slices.Clone(objs), func(u *unstructured.Unstructured) bool {
+			return slices.Contains([]string{"ServiceMonitor", "PodMonitor", "PrometheusRule"}, u.GetKind())
+		}))
 		for _, u := range objs {
 			if u.GetKind() == "CustomResourceDefinition" {
 				Expect(u.GetAnnotations()).NotTo(HaveKey("helm.sh/resource-policy"))
 			}
 		}
 		Expect(kinds(decode(helmTemplate("--set", "crds.enabled=false")))).NotTo(ContainElement("CustomResourceDefinition"))
+	})
+
+	It("monitoring (config/prometheus, the chart's monitoring values): off by default, every object when asked, the same rules and dashboard everywhere", func() {
+		monitoringKinds := []string{"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+		Expect(kinds(decode(kubectl("kustomize", "config/default")))).NotTo(ContainElements(monitoringKinds))
+		Expect(kinds(decode(helmTemplate()))).NotTo(ContainElements(monitoringKinds))
+		Expect(kinds(decode(helmTemplate()))).NotTo(ContainElement("ConfigMap"))
+
+		rule, err := os.ReadFile(filepath.Join(root, "config", "prometheus", "prometheusrule.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		wantRules := decode(string(rule))[0].Object["spec"]
+		dashboard, err := os.ReadFile(filepath.Join(root, "config", "prometheus", "dashboard.json"))
+		Expect(err).NotTo(HaveOccurred())
+		// check finds every monitoring object, the rules and the dashboard
+		// as config/prometheus has them, and dry-runs the objects the API
+		// server knows without prometheus-operator's CRDs.
+		check := func(objs []*unstructured.Unstructured) {
+			GinkgoHelper()
+			Expect(kinds(objs)).To(ContainElements(append(monitoringKinds, "ConfigMap", "Service")))
+			var plain []*unstructured.Unstructured
+			for _, u := range objs {
+				switch u.GetKind() {
+				case "PrometheusRule":
+					Expect(u.Object["spec"]).To(Equal(wantRules), "the rules differ from config/prometheus: run make chart")
+				case "ConfigMap":
+					Expect(u.GetLabels()).To(HaveKeyWithValue("grafana_dashboard", "1"))
+					data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+					Expect(data["gmsa-operator.json"]).To(MatchJSON(dashboard), "the dashboard differs from config/prometheus: run make chart")
+				case "ServiceMonitor", "PodMonitor":
+					Expect(u.Object).To(HaveKeyWithValue("spec", Not(BeEmpty())))
+				}
+				if !slices.Contains(monitoringKinds, u.GetKind()) {
+					plain = append(plain, u)
+				}
+			}
+			dryRunApply(plain)
+		}
+		By("the chart with every monitoring value on (ci/full-values.yaml)")
+		check(decode(helmTemplate("-f", "charts/gmsa-operator/ci/full-values.yaml")))
+		By("config/default with the config/prometheus component, in an overlay as the user guide shows")
+		overlay, err := os.MkdirTemp(filepath.Join(root, "config"), ".monitoring-overlay-")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(os.RemoveAll, overlay)
+		Expect(os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(
+			"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../default]\ncomponents: [../prometheus]\n"), 0o600)).To(Succeed())
+		objs := decode(kubectl("kustomize", overlay))
+		check(objs)
+		for _, u := range objs {
+			if slices.Contains(append(monitoringKinds, "ConfigMap"), u.GetKind()) || u.GetName() == "gmsa-operator-controller-manager-metrics" {
+				Expect(u.GetNamespace()).To(Equal(namespace), "%s %s", u.GetKind(), u.GetName())
+			}
+		}
 	})
 
 	It("the Helm chart refuses values its schema does not know", func() {
