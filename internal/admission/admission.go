@@ -71,6 +71,10 @@ const (
 	ReasonInternalError      = "InternalError"      // the webhook could not build its answer
 )
 
+// Reasons are every denial reason.
+var Reasons = []string{ReasonNotFound, ReasonNoContent, ReasonLookupError, ReasonUnauthorized, ReasonAuthorizationError,
+	ReasonUnnamed, ReasonContentMismatch, ReasonImmutable, ReasonBadRequest, ReasonInternalError}
+
 // DenialReasonKey is the audit annotation that carries a denial's reason.
 const DenialReasonKey = "denial-reason"
 

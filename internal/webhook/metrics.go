@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gmsa-operator/gmsa-operator/internal/admission"
 )
 
 // Results of an admission request, as counted by
@@ -63,6 +65,14 @@ func NewMetrics() *Metrics {
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.authz, m.authzAnswers, m.certNotAfter, m.credSpecs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Denials of pod creations exist at 0 from the start: Prometheus's
+	// increase() counts nothing for the sample that creates a series, so
+	// the first denials of a kind would never reach an alert.
+	for _, path := range []string{MutatePath, ValidatePath} {
+		for _, reason := range admission.Reasons {
+			m.requests.WithLabelValues(path, "CREATE", ResultDenied, reason)
+		}
+	}
 	return m
 }
 

@@ -85,7 +85,7 @@ var _ = Describe("the alert rules", Ordered, func() {
 		var err error
 		root, err = harness.RepoRoot()
 		Expect(err).NotTo(HaveOccurred())
-		env, err = harness.Start(harness.Options{ServiceCIDR: "127.0.107.0/24", NoCredentialSpecCRD: true})
+		env, err = harness.Start(harness.Options{ServiceCIDR: "127.0.113.0/24", NoCredentialSpecCRD: true})
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() error { return env.Stop() })
 		k8s = env.Client
@@ -110,7 +110,7 @@ var _ = Describe("the alert rules", Ordered, func() {
 		webhookMetrics, err := harness.FreeLoopbackAddr()
 		Expect(err).NotTo(HaveOccurred())
 		kl = harness.StartKubelet(harness.KubeletOptions{Client: k8s, Config: env.Config, Namespace: webhookNS,
-			PodIP: "127.0.107.250", Images: []string{operatorImage}, Log: GinkgoWriter, MetricsAddr: webhookMetrics})
+			PodIP: "192.0.2.113", Images: []string{operatorImage}, Log: GinkgoWriter, MetricsAddr: webhookMetrics})
 		DeferCleanup(kl.Stop)
 
 		By("installing a GmsaStack in Webhook mode and a GmsaAccount, both Ready")
