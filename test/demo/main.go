@@ -49,7 +49,11 @@ func (d *demo) say(format string, args ...any) {
 // command and its output as a newcomer would type and see them.
 func (d *demo) run(args ...string) (string, error) {
 	fmt.Printf("$ kubectl %s\n", strings.Join(args, " "))
-	cmd := exec.Command(d.kubectl, append([]string{"--kubeconfig", d.env.Kubeconfig}, args...)...)
+	full := append([]string{"--kubeconfig", d.env.Kubeconfig}, args...)
+	if args[0] == "gmsa" { // kubectl takes no flags before a plugin's name
+		full = append(append([]string(nil), args...), "--kubeconfig", d.env.Kubeconfig)
+	}
+	cmd := exec.Command(d.kubectl, full...)
 	cmd.Dir = d.root
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -115,6 +119,10 @@ func run(managerBin string, keep bool) (err error) {
 		return err
 	}
 	d := &demo{root: root, kubectl: filepath.Join(harness.AssetsDir(root), "kubectl")}
+	// kubectl finds its plugins on PATH: make build puts kubectl-gmsa in bin/.
+	if err := os.Setenv("PATH", filepath.Join(root, "bin")+string(os.PathListSeparator)+os.Getenv("PATH")); err != nil {
+		return err
+	}
 
 	d.say("Starting a local control plane: etcd, kube-apiserver %s and kube-controller-manager (no cluster needed)", harness.KubeVersion)
 	start := time.Now()
@@ -262,6 +270,13 @@ func run(managerBin string, keep bool) (err error) {
 		return fmt.Errorf("the webhook did not deny a pod of an unlisted service account")
 	}
 	fmt.Println("  (denied, as it should be)")
+
+	d.say("kubectl gmsa doctor (the plugin, found by kubectl in bin/) explains the denied pod before it is applied: each check, and the fix")
+	out, err := d.run("gmsa", "doctor", "-f", podFile)
+	if err == nil || !strings.Contains(out, `FAIL  service account default/intruder may use "webapp1"`) {
+		return fmt.Errorf("kubectl gmsa doctor did not find the missing grant of the denied pod (exit status: %v)", err)
+	}
+	fmt.Println("  (exit status 1: a check failed)")
 
 	d.say("Kubernetes 1.36 and later need no webhook: switch the GmsaStack to Policy mode, where the API server fills in and checks credspecs itself")
 	if _, err := d.run("patch", "gmsastack", "default", "--type", "merge", "-p", `{"spec":{"admission":{"mode":"Policy"}}}`); err != nil {
