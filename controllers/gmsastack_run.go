@@ -297,13 +297,29 @@ func (r *GmsaStackReconciler) readPolicies(ctx context.Context, s *gmsav1alpha1.
 			snap.Stale = append(snap.Stale, cm)
 		}
 	}
-	if mode, _, ok := stack.ResolveMode(cfg, r.PolicyAPI); !ok || mode != gmsav1alpha1.AdmissionModePolicy {
+	// Auto decides on the number of credspecs; Policy mode publishes them.
+	var specs *unstructured.UnstructuredList
+	listSpecs := func() error {
+		specs = &unstructured.UnstructuredList{}
+		specs.SetGroupVersionKind(CredentialSpecGVK.GroupVersion().WithKind(CredentialSpecGVK.Kind + "List"))
+		if err := r.Client.List(ctx, specs); err != nil && !meta.IsNoMatchError(err) {
+			return fmt.Errorf("list GMSACredentialSpecs: %w", err)
+		}
 		return nil
 	}
-	specs := &unstructured.UnstructuredList{}
-	specs.SetGroupVersionKind(CredentialSpecGVK.GroupVersion().WithKind(CredentialSpecGVK.Kind + "List"))
-	if err := r.Client.List(ctx, specs); err != nil && !meta.IsNoMatchError(err) {
-		return fmt.Errorf("list GMSACredentialSpecs: %w", err)
+	if cfg.AdmissionMode != gmsav1alpha1.AdmissionModeWebhook && cfg.AdmissionMode != gmsav1alpha1.AdmissionModePolicy { // Auto
+		if err := listSpecs(); err != nil {
+			return err
+		}
+		snap.CredSpecCount = len(specs.Items)
+	}
+	if mode, _, ok := stack.ResolveMode(cfg, snap.ModeInputs(s)); !ok || mode != gmsav1alpha1.AdmissionModePolicy {
+		return nil
+	}
+	if specs == nil {
+		if err := listSpecs(); err != nil {
+			return err
+		}
 	}
 	snap.CredSpecs = make(map[string]stack.Published, len(specs.Items))
 	for i := range specs.Items {

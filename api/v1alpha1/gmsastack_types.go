@@ -49,8 +49,9 @@ const (
 	// Kubernetes 1.36 and later).
 	AdmissionModePolicy AdmissionMode = "Policy"
 	// AdmissionModeAuto: Policy where the API server serves
-	// MutatingAdmissionPolicy in admissionregistration.k8s.io/v1 and
-	// nothing asks for the webhook (webhook.randomHostname), else Webhook.
+	// MutatingAdmissionPolicy in admissionregistration.k8s.io/v1, nothing
+	// asks for the webhook (webhook.randomHostname) and few credspecs exist
+	// (see stack.AutoPolicyMaxCredSpecs), else Webhook.
 	AdmissionModeAuto AdmissionMode = "Auto"
 )
 
@@ -108,7 +109,8 @@ type GmsaStackSpec struct {
 type AdmissionSpec struct {
 	// mode is Webhook, Policy or Auto (the default): Policy where the API
 	// server serves admissionregistration.k8s.io/v1 MutatingAdmissionPolicy
-	// (Kubernetes 1.36 and later), Webhook otherwise. Switching a running
+	// (Kubernetes 1.36 and later) and at most 32 GMSACredentialSpecs exist
+	// (back from Webhook at 24 or fewer), Webhook otherwise. Switching a running
 	// stack keeps pods checked throughout: the new mode serves before the
 	// old one is removed.
 	// +optional

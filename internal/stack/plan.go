@@ -61,6 +61,10 @@ type Snapshot struct {
 	// CredSpecs are every GMSACredentialSpec of the cluster as Policy mode
 	// publishes them (read in Policy mode only).
 	CredSpecs map[string]Published
+	// CredSpecCount is how many GMSACredentialSpecs exist (read only when
+	// the spec asks for Auto and the API server serves admission policies).
+	CredSpecCount int
+
 	// Endpoints are what the EndpointSlices of the webhook Service say
 	// (read in Webhook mode only).
 	Endpoints Endpoints
@@ -71,6 +75,15 @@ type Snapshot struct {
 	// ClusterRoleBinding), but not the webhook configurations: what Policy
 	// mode removes once the webhook is retired.
 	WebhookObjects []client.Object
+}
+
+// ModeInputs are what ResolveMode needs besides the spec of s.
+func (snap Snapshot) ModeInputs(s *gmsav1alpha1.GmsaStack) ModeInputs {
+	in := ModeInputs{PolicyAPI: snap.PolicyAPI, CredSpecs: snap.CredSpecCount}
+	if s.Status.Admission != nil {
+		in.Current = s.Status.Admission.Mode
+	}
+	return in
 }
 
 // Endpoints sum up the EndpointSlices of the webhook Service.
@@ -155,7 +168,7 @@ const IssuerWait = 30 * time.Second
 // delay, renewals) come from persisted times and now, never from memory.
 func PlanStack(s *gmsav1alpha1.GmsaStack, cfg Config, snap Snapshot, now time.Time) (Plan, error) {
 	p := &planner{s: s, cfg: cfg, snap: snap, now: now}
-	mode, why, servable := ResolveMode(cfg, snap.PolicyAPI)
+	mode, why, servable := ResolveMode(cfg, snap.ModeInputs(s))
 	p.plan.Mode, p.plan.ModeReason = mode, why
 	if !servable {
 		return p.unservable(why)

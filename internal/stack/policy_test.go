@@ -23,15 +23,24 @@ func TestResolveMode(t *testing.T) {
 		want           gmsav1alpha1.AdmissionMode
 		servable       bool
 		why            string
+		credSpecs      int
+		current        gmsav1alpha1.AdmissionMode
 	}{
-		{"", false, true, gmsav1alpha1.AdmissionModePolicy, true, "Auto, and the API server serves"},
-		{"", false, false, gmsav1alpha1.AdmissionModeWebhook, true, "does not serve admissionregistration.k8s.io/v1 MutatingAdmissionPolicy (Kubernetes before 1.36)"},
-		{"", true, true, gmsav1alpha1.AdmissionModeWebhook, true, "randomHostname needs the webhook"},
-		{gmsav1alpha1.AdmissionModeWebhook, false, true, gmsav1alpha1.AdmissionModeWebhook, true, "is Webhook"},
-		{gmsav1alpha1.AdmissionModePolicy, false, true, gmsav1alpha1.AdmissionModePolicy, true, "is Policy"},
-		{gmsav1alpha1.AdmissionModePolicy, false, false, gmsav1alpha1.AdmissionModePolicy, false, "use mode Webhook or Auto"},
+		{"", false, true, gmsav1alpha1.AdmissionModePolicy, true, "Auto, and the API server serves", 0, ""},
+		{"", false, false, gmsav1alpha1.AdmissionModeWebhook, true, "does not serve admissionregistration.k8s.io/v1 MutatingAdmissionPolicy (Kubernetes before 1.36)", 0, ""},
+		{"", true, true, gmsav1alpha1.AdmissionModeWebhook, true, "randomHostname needs the webhook", 0, ""},
+		{gmsav1alpha1.AdmissionModeWebhook, false, true, gmsav1alpha1.AdmissionModeWebhook, true, "is Webhook", 0, ""},
+		{gmsav1alpha1.AdmissionModePolicy, false, true, gmsav1alpha1.AdmissionModePolicy, true, "is Policy", 0, ""},
+		{gmsav1alpha1.AdmissionModePolicy, false, false, gmsav1alpha1.AdmissionModePolicy, false, "use mode Webhook or Auto", 0, ""},
+		// Auto and the number of credspecs, with hysteresis.
+		{"", false, true, gmsav1alpha1.AdmissionModePolicy, true, "Auto, and the API server serves", AutoPolicyMaxCredSpecs, gmsav1alpha1.AdmissionModePolicy},
+		{"", false, true, gmsav1alpha1.AdmissionModeWebhook, true, "33 GMSACredentialSpecs exist, more than 32", AutoPolicyMaxCredSpecs + 1, gmsav1alpha1.AdmissionModePolicy},
+		{"", false, true, gmsav1alpha1.AdmissionModeWebhook, true, "Auto keeps Webhook mode until there are 24 or fewer", AutoPolicyResumeCredSpecs + 1, gmsav1alpha1.AdmissionModeWebhook},
+		{"", false, true, gmsav1alpha1.AdmissionModePolicy, true, "Auto, and the API server serves", AutoPolicyResumeCredSpecs, gmsav1alpha1.AdmissionModeWebhook},
+		{"", false, true, gmsav1alpha1.AdmissionModePolicy, true, "Auto, and the API server serves", AutoPolicyResumeCredSpecs + 1, ""},
+		{gmsav1alpha1.AdmissionModePolicy, false, true, gmsav1alpha1.AdmissionModePolicy, true, "is Policy", 3000, gmsav1alpha1.AdmissionModePolicy},
 	} {
-		t.Run(fmt.Sprintf("%s/random=%v/served=%v", tc.asked, tc.randomHostname, tc.served), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/random=%v/served=%v/credspecs=%d/current=%s", tc.asked, tc.randomHostname, tc.served, tc.credSpecs, tc.current), func(t *testing.T) {
 			s := planStack(gmsav1alpha1.GmsaStackSpec{Webhook: &gmsav1alpha1.WebhookSpec{RandomHostname: ptr.To(tc.randomHostname)}})
 			if tc.asked != "" {
 				s.Spec.Admission = &gmsav1alpha1.AdmissionSpec{Mode: tc.asked}
@@ -40,7 +49,7 @@ func TestResolveMode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mode, why, servable := ResolveMode(cfg, tc.served)
+			mode, why, servable := ResolveMode(cfg, ModeInputs{PolicyAPI: tc.served, CredSpecs: tc.credSpecs, Current: tc.current})
 			if mode != tc.want || servable != tc.servable || !strings.Contains(why, tc.why) {
 				t.Errorf("ResolveMode = %s %q %v, want %s (%q) %v", mode, why, servable, tc.want, tc.why, tc.servable)
 			}

@@ -15,8 +15,9 @@ import (
 // ResolveMode is the admission mode in force for what the spec asks and
 // whether the API server serves admission policies, and why; servable is
 // false when the spec asks for Policy and the API server cannot run it.
-func ResolveMode(cfg Config, policyAPI bool) (mode gmsav1alpha1.AdmissionMode, why string, servable bool) {
+func ResolveMode(cfg Config, in ModeInputs) (mode gmsav1alpha1.AdmissionMode, why string, servable bool) {
 	const served = "admissionregistration.k8s.io/v1 MutatingAdmissionPolicy"
+	policyAPI := in.PolicyAPI
 	switch {
 	case cfg.AdmissionMode == gmsav1alpha1.AdmissionModeWebhook:
 		return gmsav1alpha1.AdmissionModeWebhook, "spec.admission.mode is Webhook", true
@@ -26,12 +27,42 @@ func ResolveMode(cfg Config, policyAPI bool) (mode gmsav1alpha1.AdmissionMode, w
 		return gmsav1alpha1.AdmissionModePolicy, fmt.Sprintf("spec.admission.mode is Policy, but the API server does not serve %s (Kubernetes 1.36 and later do); use mode Webhook or Auto", served), false
 	case cfg.RandomHostname:
 		return gmsav1alpha1.AdmissionModeWebhook, "spec.admission.mode is Auto, and webhook.randomHostname needs the webhook", true
+	case policyAPI && in.CredSpecs > AutoPolicyMaxCredSpecs:
+		return gmsav1alpha1.AdmissionModeWebhook, fmt.Sprintf("spec.admission.mode is Auto, and %d GMSACredentialSpecs exist, more than %d: Policy mode would make every pod creation slower than the webhook does (docs/admission-modes.md); Auto picks Policy again at %d or fewer",
+			in.CredSpecs, AutoPolicyMaxCredSpecs, AutoPolicyResumeCredSpecs), true
+	case policyAPI && in.Current == gmsav1alpha1.AdmissionModeWebhook && in.CredSpecs > AutoPolicyResumeCredSpecs:
+		return gmsav1alpha1.AdmissionModeWebhook, fmt.Sprintf("spec.admission.mode is Auto, and %d GMSACredentialSpecs exist: Auto keeps Webhook mode until there are %d or fewer (it leaves Policy mode above %d), so that a count near the limit does not switch modes back and forth",
+			in.CredSpecs, AutoPolicyResumeCredSpecs, AutoPolicyMaxCredSpecs), true
 	case policyAPI:
 		return gmsav1alpha1.AdmissionModePolicy, fmt.Sprintf("spec.admission.mode is Auto, and the API server serves %s", served), true
 	default:
 		return gmsav1alpha1.AdmissionModeWebhook, fmt.Sprintf("spec.admission.mode is Auto, and the API server does not serve %s (Kubernetes before 1.36)", served), true
 	}
 }
+
+// ModeInputs are what ResolveMode decides on besides the spec.
+type ModeInputs struct {
+	// PolicyAPI: the API server serves admissionregistration.k8s.io/v1
+	// MutatingAdmissionPolicy.
+	PolicyAPI bool
+	// CredSpecs is how many GMSACredentialSpecs exist (counted for Auto
+	// only).
+	CredSpecs int
+	// Current is the mode in force (status.admission.mode), "" before the
+	// first.
+	Current gmsav1alpha1.AdmissionMode
+}
+
+// AutoPolicyMaxCredSpecs is the most GMSACredentialSpecs with which Auto
+// picks Policy mode. kube-apiserver 1.37 converts each whole parameter
+// object into a CEL value for every policy evaluation: with 10 credspecs a
+// pod creation cost 1.7-3.4x the baseline (Webhook mode 1.6-2.6x), with
+// 3,000 20-100x, pods without gMSA included (make bench-admission).
+const AutoPolicyMaxCredSpecs = 32
+
+// AutoPolicyResumeCredSpecs: once Auto left Policy mode for the number of
+// credspecs, it comes back only at this many or fewer.
+const AutoPolicyResumeCredSpecs = 24
 
 // unservable is the plan of a spec that asks for a mode the API server
 // cannot run: nothing changes, and the stack is Stalled.

@@ -634,6 +634,55 @@ var _ = Describe("Policy mode", Ordered, func() {
 		GinkgoWriter.Printf("a pod naming the new account's credspec was admitted %v after the account was Ready\n", time.Since(ready))
 	})
 
+	It("in Auto mode, leaves Policy mode above 32 credspecs and comes back at 24 or fewer", func() {
+		ctx := context.Background()
+		count := func() int {
+			list := &unstructured.UnstructuredList{}
+			list.SetAPIVersion(credSpecGVK.group + "/" + credSpecGVK.version)
+			list.SetKind(credSpecGVK.kind + "List")
+			Expect(k8s.List(ctx, list)).To(Succeed())
+			return len(list.Items)
+		}
+		reason := func() string { return getStack().Status.Admission.Reason }
+		setMode(gmsav1alpha1.AdmissionModeAuto)
+		DeferCleanup(func() {
+			setMode(gmsav1alpha1.AdmissionModePolicy)
+			eventuallyMode(gmsav1alpha1.AdmissionModePolicy)
+		})
+		eventuallyMode(gmsav1alpha1.AdmissionModePolicy)
+		Expect(count()).To(BeNumerically("<=", stack.AutoPolicyResumeCredSpecs))
+
+		By("one credspec more than 32: Webhook mode, and the status says why")
+		var made []string
+		for i := 0; count() <= stack.AutoPolicyMaxCredSpecs; i++ {
+			name := fmt.Sprintf("auto-%02d", i)
+			Expect(k8s.Create(ctx, newCredSpec(name, map[string]any{"CmsPlugins": []any{"ActiveDirectory"}}))).To(Succeed())
+			made = append(made, name)
+		}
+		eventuallyMode(gmsav1alpha1.AdmissionModeWebhook)
+		Expect(reason()).To(ContainSubstring(fmt.Sprintf("%d GMSACredentialSpecs exist, more than %d", stack.AutoPolicyMaxCredSpecs+1, stack.AutoPolicyMaxCredSpecs)))
+
+		remove := func(down int) {
+			GinkgoHelper()
+			for count() > down && len(made) > 0 {
+				name := made[len(made)-1]
+				made = made[:len(made)-1]
+				Expect(k8s.Delete(ctx, newCredSpec(name, nil))).To(Succeed())
+			}
+		}
+		By("back to 25: still Webhook mode, so that a count near the limit does not switch back and forth")
+		remove(stack.AutoPolicyResumeCredSpecs + 1)
+		Eventually(reason).Should(ContainSubstring(fmt.Sprintf("%d GMSACredentialSpecs exist: Auto keeps Webhook mode", stack.AutoPolicyResumeCredSpecs+1)))
+		Consistently(func() gmsav1alpha1.AdmissionMode { return getStack().Status.Admission.Mode }).WithTimeout(2 * time.Second).Should(Equal(gmsav1alpha1.AdmissionModeWebhook))
+
+		By("24: Policy mode again")
+		remove(stack.AutoPolicyResumeCredSpecs)
+		eventuallyMode(gmsav1alpha1.AdmissionModePolicy)
+		for _, name := range made {
+			Expect(k8s.Delete(ctx, newCredSpec(name, nil))).To(Succeed())
+		}
+	})
+
 	It("spreads 3,000 credspecs over parameter objects of at most 1 MiB and fills in each", func() {
 		ctx := context.Background()
 		const n = 3000
