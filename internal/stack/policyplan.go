@@ -57,7 +57,9 @@ type ModeInputs struct {
 // picks Policy mode. kube-apiserver 1.37 converts each whole parameter
 // object into a CEL value for every policy evaluation: with 10 credspecs a
 // pod creation cost 1.7-3.4x the baseline (Webhook mode 1.6-2.6x), with
-// 3,000 20-100x, pods without gMSA included (make bench-admission).
+// 3,000 20-100x, pods without gMSA included (make bench-admission). With 32
+// it costs gMSA pods at most about 1.3x what Webhook mode does and other
+// pods the same; with 100, 2-3.4x (docs/benchmarks.md).
 const AutoPolicyMaxCredSpecs = 32
 
 // AutoPolicyResumeCredSpecs: once Auto left Policy mode for the number of
