@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admission/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -90,6 +91,25 @@ func grant(ns, credspec string, subjects ...rbacv1.Subject) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
 		Subjects:   subjects,
 	})).To(Succeed())
+	// The API server's RBAC authorizer sees the binding a moment later: wait
+	// for it, or the webhook's first question gets a denial it then reuses
+	// for AUTHZ_CACHE_TTL.
+	for _, sub := range subjects {
+		if sub.Kind != rbacv1.ServiceAccountKind {
+			continue
+		}
+		Eventually(func() bool {
+			review := &authorizationv1.LocalSubjectAccessReview{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns},
+				Spec: authorizationv1.SubjectAccessReviewSpec{
+					User: cluster.ServiceAccountUser(sub.Namespace, sub.Name), Groups: cluster.ServiceAccountGroups(sub.Namespace),
+					ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: "use", Group: "windows.k8s.io", Resource: "gmsacredentialspecs", Name: credspec},
+				},
+			}
+			Expect(k8s.Create(ctx, review)).To(Succeed())
+			return review.Status.Allowed
+		}).Should(BeTrue(), "the API server honours the new RoleBinding")
+	}
 }
 
 func serviceAccount(ns, name string) rbacv1.Subject {
