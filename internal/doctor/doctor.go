@@ -644,16 +644,22 @@ func (r *run) windowsCheck() {
 		r.add(Check{Name: name, Status: Pass, Message: "required node affinity kubernetes.io/os In [windows]"})
 		return
 	}
+	message := "neither nodeSelector nor required node affinity restricts the pod to Windows nodes: on a Linux node it would start without any gMSA"
 	if rc := spec.RuntimeClassName; rc != nil && *rc != "" {
 		obj := &nodev1.RuntimeClass{}
-		if err := r.Client.Get(r.ctx, client.ObjectKey{Name: *rc}, obj); err == nil && obj.Scheduling != nil && obj.Scheduling.NodeSelector[corev1.LabelOSStable] == "windows" {
+		err := r.Client.Get(r.ctx, client.ObjectKey{Name: *rc}, obj)
+		if err == nil && obj.Scheduling != nil && obj.Scheduling.NodeSelector[corev1.LabelOSStable] == "windows" {
 			r.add(Check{Name: name, Status: Pass, Message: fmt.Sprintf("RuntimeClass %s schedules on kubernetes.io/os: windows", *rc)})
 			return
 		}
+		why := "does not schedule on kubernetes.io/os: windows"
+		if err != nil {
+			why = "could not be read: " + err.Error()
+		}
+		message = fmt.Sprintf("RuntimeClass %s %s, and %s", *rc, why, message)
 	}
-	r.add(Check{Name: name, Status: Fail,
-		Message: "neither nodeSelector nor required node affinity restricts the pod to Windows nodes: on a Linux node it would start without any gMSA",
-		Fix:     "add spec.nodeSelector: {kubernetes.io/os: windows}"})
+	r.add(Check{Name: name, Status: Fail, Message: message,
+		Fix: "add spec.nodeSelector: {kubernetes.io/os: windows}"})
 }
 
 func requiresWindows(a *corev1.Affinity) bool {

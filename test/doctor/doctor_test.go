@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -279,6 +280,33 @@ spec:
 		Expect(code).To(Equal(0), out)
 		Expect(out).To(HavePrefix("Checking manifest apps/deployment/web (service account default)\n"))
 		Expect(line(out, "runs on Windows nodes only")).To(Equal("PASS  runs on Windows nodes only: required node affinity kubernetes.io/os In [windows]"))
+	})
+
+	It("passes 'runs on Windows nodes only' through a RuntimeClass that schedules on Windows, and fails through one that does not", func() {
+		for _, rc := range []*nodev1.RuntimeClass{
+			{ObjectMeta: metav1.ObjectMeta{Name: "windows-2022"}, Handler: "runhcs-wcow-process",
+				Scheduling: &nodev1.Scheduling{NodeSelector: map[string]string{corev1.LabelOSStable: "windows", "node.kubernetes.io/windows-build": "10.0.20348"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "gvisor"}, Handler: "runsc"},
+		} {
+			Expect(k8s.Create(ctx, rc)).To(Succeed())
+		}
+		pod := func(rc string) string {
+			return `apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: apps}
+spec:
+  runtimeClassName: ` + rc + `
+  securityContext: {windowsOptions: {gmsaCredentialSpecName: webapp1}}
+  containers: [{name: app, image: iis}]
+`
+		}
+		out, _, code := kubectlGmsa(pod("windows-2022"), "doctor", "-f", "-")
+		Expect(code).To(Equal(0), out)
+		Expect(line(out, "runs on Windows nodes only")).To(Equal("PASS  runs on Windows nodes only: RuntimeClass windows-2022 schedules on kubernetes.io/os: windows"))
+
+		out, _, code = kubectlGmsa(pod("gvisor"), "doctor", "-f", "-")
+		Expect(code).To(Equal(1))
+		Expect(line(out, "runs on Windows nodes only")).To(HavePrefix("FAIL  runs on Windows nodes only: RuntimeClass gvisor does not schedule on kubernetes.io/os: windows, and neither nodeSelector"))
 	})
 
 	It("fails 'admission path serving' when the webhook Service has no ready endpoint", func() {
