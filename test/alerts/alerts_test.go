@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,18 +92,10 @@ var _ = Describe("the alert rules", Ordered, func() {
 		By("starting the manager with its metrics on loopback")
 		managerMetrics, err := harness.FreeLoopbackAddr()
 		Expect(err).NotTo(HaveOccurred())
-		mgr, err := manager.New(env.Config, manager.Options{MetricsAddr: managerMetrics, OperatorImage: operatorImage})
+		mgr, err := harness.RunManager(env.Config, manager.Options{MetricsAddr: managerMetrics, OperatorImage: operatorImage})
 		Expect(err).NotTo(HaveOccurred())
-		mctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- mgr.Start(mctx) }()
-		var once sync.Once
-		var mgrErr error
-		stopMgr = func() error {
-			once.Do(func() { cancel(); mgrErr = <-done })
-			return mgrErr
-		}
-		DeferCleanup(func() error { return stopMgr() })
+		stopMgr = mgr.Stop
+		DeferCleanup(stopMgr)
 
 		By("playing the kubelet for the webhook pods, with the webhook's metrics on loopback")
 		webhookMetrics, err := harness.FreeLoopbackAddr()

@@ -39,11 +39,10 @@ const (
 )
 
 var (
-	env       *harness.Env
-	k8s       client.Client
-	cancelMgr context.CancelFunc
-	mgrDone   chan error
-	kl        *harness.Kubelet
+	env *harness.Env
+	k8s client.Client
+	mgr *harness.InProcessManager
+	kl  *harness.Kubelet
 )
 
 func TestDoctor(t *testing.T) {
@@ -63,15 +62,8 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	k8s = env.Client
 
-	mgr, err := manager.New(env.Config, manager.Options{OperatorImage: operatorImage})
+	mgr, err = harness.RunManager(env.Config, manager.Options{OperatorImage: operatorImage})
 	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	cancelMgr = cancel
-	mgrDone = make(chan error, 1)
-	go func() {
-		defer GinkgoRecover()
-		mgrDone <- mgr.Start(ctx)
-	}()
 	kl = harness.StartKubelet(harness.KubeletOptions{
 		Client: k8s, Config: env.Config, Namespace: namespace, PodIP: "192.0.2.112", Log: GinkgoWriter,
 		Images: []string{operatorImage},
@@ -82,9 +74,8 @@ var _ = AfterSuite(func() {
 	if kl != nil {
 		kl.Stop()
 	}
-	if cancelMgr != nil {
-		cancelMgr()
-		Eventually(mgrDone, 30*time.Second).Should(Receive(BeNil()))
+	if mgr != nil {
+		Expect(mgr.Stop()).To(Succeed())
 	}
 	if env != nil {
 		Expect(env.Stop()).To(Succeed())

@@ -39,8 +39,7 @@ var (
 	env        *harness.Env
 	k8s        client.Client
 	healthLua  string
-	cancelMgr  context.CancelFunc
-	mgrDone    chan error
+	mgr        *harness.InProcessManager
 	kl         *harness.Kubelet
 	requests   = &harness.RequestRecorder{}
 	stackGVK   = schema.GroupVersionKind{Group: "gmsa.io", Version: "v1alpha1", Kind: "GmsaStack"}
@@ -73,9 +72,8 @@ var _ = AfterSuite(func() {
 	if kl != nil {
 		kl.Stop()
 	}
-	if cancelMgr != nil {
-		cancelMgr()
-		Eventually(mgrDone, 30*time.Second).Should(Receive(BeNil()))
+	if mgr != nil {
+		Expect(mgr.Stop()).To(Succeed())
 	}
 	if env != nil {
 		Expect(env.Stop()).To(Succeed())
@@ -206,14 +204,8 @@ var _ = Describe("what GitOps tools see", Ordered, func() {
 		cfg.WrapTransport = requests.Wrap
 		// With leader election, as config/default runs it: the Lease lives in
 		// the operator's namespace, under its leader-election Role.
-		mgr, err := manager.New(cfg, manager.Options{OperatorImage: "gmsa-operator:gitops", LeaderElection: true, LeaderElectionNamespace: harness.OperatorNamespace})
+		mgr, err = harness.RunManager(cfg, manager.Options{OperatorImage: "gmsa-operator:gitops", LeaderElection: true, LeaderElectionNamespace: harness.OperatorNamespace})
 		Expect(err).NotTo(HaveOccurred())
-		mctx, cancel := context.WithCancel(context.Background())
-		cancelMgr, mgrDone = cancel, make(chan error, 1)
-		go func() {
-			defer GinkgoRecover()
-			mgrDone <- mgr.Start(mctx)
-		}()
 		kl = harness.StartKubelet(harness.KubeletOptions{Client: k8s, Config: env.Config, Namespace: "gmsa-system",
 			PodIP: "192.0.2.80", Images: []string{"gmsa-operator:gitops"}, Log: GinkgoWriter})
 

@@ -32,8 +32,7 @@ var (
 	env       *harness.Env
 	k8s       client.Client
 	clientset *kubernetes.Clientset
-	cancelMgr context.CancelFunc
-	mgrDone   chan error
+	mgr       *harness.InProcessManager
 	kl        *harness.Kubelet
 	requests  = &harness.RequestRecorder{}
 )
@@ -60,15 +59,8 @@ var _ = BeforeSuite(func() {
 	operatorConfig, err := env.InstallOperatorRBAC(context.Background())
 	Expect(err).NotTo(HaveOccurred())
 	operatorConfig.WrapTransport = requests.Wrap
-	mgr, err := manager.New(operatorConfig, manager.Options{OperatorImage: operatorImage})
+	mgr, err = harness.RunManager(operatorConfig, manager.Options{OperatorImage: operatorImage})
 	Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	cancelMgr = cancel
-	mgrDone = make(chan error, 1)
-	go func() {
-		defer GinkgoRecover()
-		mgrDone <- mgr.Start(ctx)
-	}()
 	kl = harness.StartKubelet(harness.KubeletOptions{
 		Client: k8s, Config: env.Config, Namespace: namespace, PodIP: "192.0.2.70", Log: GinkgoWriter,
 		Images: []string{operatorImage},
@@ -79,9 +71,8 @@ var _ = AfterSuite(func() {
 	if kl != nil {
 		kl.Stop()
 	}
-	if cancelMgr != nil {
-		cancelMgr()
-		Eventually(mgrDone, 30*time.Second).Should(Receive(BeNil()))
+	if mgr != nil {
+		Expect(mgr.Stop()).To(Succeed())
 	}
 	if env != nil {
 		Expect(env.Stop()).To(Succeed())
