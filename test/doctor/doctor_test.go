@@ -282,6 +282,30 @@ spec:
 		Expect(line(out, "runs on Windows nodes only")).To(Equal("PASS  runs on Windows nodes only: required node affinity kubernetes.io/os In [windows]"))
 	})
 
+	It("refuses bad input with exit status 2 and a message naming what is wrong, checking nothing", func() {
+		for _, tc := range []struct {
+			stdin string
+			args  []string
+			want  string
+		}{
+			{"", []string{"doctor"}, "give exactly one of pod/NAME, -f FILE or --service-account NAME"},
+			{"", []string{"doctor", "pod/web", "-f", "x.yaml"}, "give exactly one of pod/NAME, -f FILE or --service-account NAME"},
+			{"", []string{"doctor", "pod/web", "-o", "yaml"}, `--output must be text or json, not "yaml"`},
+			{"", []string{"doctor", "pod/web", "--credspec", "webapp1"}, "--credspec goes with --service-account"},
+			{"", []string{"doctor", "--service-account", "apps/default"}, "--service-account needs at least one --credspec"},
+			{"", []string{"doctor", "deployment/web"}, `"deployment/web": only pods are examined by name (pod/NAME); use -f for a workload manifest`},
+			{"", []string{"doctor", "pod/nosuch", "-n", "apps"}, `get pod apps/nosuch: pods "nosuch" not found`},
+			{"", []string{"doctor", "-f", "/nonexistent/pod.yaml"}, "open /nonexistent/pod.yaml: no such file or directory"},
+			{"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n", []string{"doctor", "-f", "-"}, `-: ConfigMap "settings" is not a Pod or a workload with a pod template`},
+			{"", []string{"doctor", "-f", "-"}, "-: the manifest holds no object"},
+		} {
+			out, errOut, code := kubectlGmsa(tc.stdin, tc.args...)
+			Expect(code).To(Equal(2), "%v: %s%s", tc.args, out, errOut)
+			Expect(errOut).To(ContainSubstring(tc.want), "%v", tc.args)
+			Expect(out).NotTo(ContainSubstring("PASS"), "%v: nothing is checked", tc.args)
+		}
+	})
+
 	It("passes 'runs on Windows nodes only' through a RuntimeClass that schedules on Windows, and fails through one that does not", func() {
 		for _, rc := range []*nodev1.RuntimeClass{
 			{ObjectMeta: metav1.ObjectMeta{Name: "windows-2022"}, Handler: "runhcs-wcow-process",

@@ -218,12 +218,23 @@ var _ = Describe("install paths", func() {
 		}
 	})
 
-	It("the Helm chart refuses values its schema does not know", func() {
-		cmd := exec.Command(helm, "template", "x", "charts/gmsa-operator", "--kube-version", harness.KubeVersion, "--set", "replicas=2")
-		cmd.Dir = root
-		out, err := cmd.CombinedOutput()
-		Expect(err).To(HaveOccurred())
-		Expect(string(out)).To(ContainSubstring("replicas"))
+	It("the Helm chart refuses values its schema does not know, naming them", func() {
+		for set, want := range map[string]string{
+			"replicas=2":                            "replicas",
+			"monitoring.serviceMonitor.enable=true": "enable",  // a typo of enabled
+			"monitoring.prometheusRule.enabled=yes": "enabled", // not a boolean
+			"monitoring.dashboard.labels.grafana=":  "",        // accepted: an empty label value is valid
+		} {
+			cmd := exec.Command(helm, "template", "x", "charts/gmsa-operator", "--kube-version", harness.KubeVersion, "--set", set)
+			cmd.Dir = root
+			out, err := cmd.CombinedOutput()
+			if want == "" {
+				Expect(err).NotTo(HaveOccurred(), "%s: %s", set, out)
+				continue
+			}
+			Expect(err).To(HaveOccurred(), "%s was accepted", set)
+			Expect(string(out)).To(ContainSubstring(want), set)
+		}
 	})
 
 	It("the OLM bundle passes operator-framework's validators with no errors", func() {
