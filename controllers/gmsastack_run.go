@@ -302,7 +302,9 @@ func (r *GmsaStackReconciler) readPolicies(ctx context.Context, s *gmsav1alpha1.
 	listSpecs := func() error {
 		specs = &unstructured.UnstructuredList{}
 		specs.SetGroupVersionKind(CredentialSpecGVK.GroupVersion().WithKind(CredentialSpecGVK.Kind + "List"))
-		if err := r.Client.List(ctx, specs); err != nil && !meta.IsNoMatchError(err) {
+		// Read only (counted, or their content encoded): the cache's own
+		// objects, not a copy of each, as every credspec change comes here.
+		if err := r.Client.List(ctx, specs, client.UnsafeDisableDeepCopy); err != nil && !meta.IsNoMatchError(err) {
 			return fmt.Errorf("list GMSACredentialSpecs: %w", err)
 		}
 		return nil
